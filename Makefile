@@ -1,0 +1,51 @@
+# rune: a runc-compatible OCI runtime. Every target that needs system packages installs
+# them first (scripts/install-deps.sh, idempotent); run as root on Debian 12.
+
+SHELL := /bin/bash
+CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+RELEASE_BIN := target/release/rune
+
+.PHONY: all build install uninstall test demo bench deps fmt lint clean help
+
+all: build
+
+help:
+	@echo "make build    install deps if missing, release build of rune ($(RELEASE_BIN))"
+	@echo "make install  build and install rune to $(BINDIR)/rune"
+	@echo "make test     install deps, fmt check, clippy, build, cargo test (as CI)"
+	@echo "make demo     build rune and run a busybox container with it under a private containerd"
+	@echo "make bench    build rune and compare it with runc (ROUNDS=30 by default)"
+	@echo "make deps     install the Debian packages needed (idempotent)"
+
+deps:
+	bash scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --release -p rune
+
+install: build
+	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(BINDIR)/rune
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/rune
+
+test:
+	bash scripts/test.sh
+
+demo:
+	bash scripts/demo.sh
+
+bench: build
+	SKIP_DEPS=1 bash bench/run.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

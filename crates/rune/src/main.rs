@@ -1,0 +1,43 @@
+//! `rune`: a runc-compatible OCI runtime. The binary only parses the command line, sets up
+//! logging and maps the outcome to an exit status; each command lives in `commands/`.
+
+mod bundle;
+mod cli;
+mod commands;
+mod foreground;
+mod logging;
+mod state;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    restore_sigpipe();
+    let cli = cli::Cli::parse();
+    let log = match logging::init(&cli.global) {
+        Ok(log) => log,
+        Err(err) => {
+            eprintln!("rune: {}", logging::one_line(&err));
+            return ExitCode::FAILURE;
+        }
+    };
+
+    match commands::dispatch(cli) {
+        Ok(status) => ExitCode::from(status),
+        Err(err) => {
+            log.report_error(&err);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Rust starts programs with SIGPIPE ignored, and an ignored signal survives execve: every
+/// container process would inherit it. Restore the default, which also ends rune quietly when
+/// its output pipe closes, as runc does.
+fn restore_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is always valid.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

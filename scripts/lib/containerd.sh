@@ -1,0 +1,119 @@
+# shellcheck shell=bash
+# A private containerd: its own config, root, state, sockets and namespace, under one work
+# directory, so the host's containerd (/run/containerd, /var/lib/containerd) is never used.
+# It runs in a mount namespace of its own with a fresh tmpfs on /run, because containerd
+# 1.6 and its shims keep a few paths there regardless of the config (/run/containerd/s for
+# shim sockets, /run/containerd/runc for the runtime's state); its snapshot mounts stay in
+# that namespace too and go away with it. Source it (after common.sh).
+#
+#   containerd_start WORKDIR [EXTRA_TOML]   start it; sets CTRD_DIR, CTRD_SOCK, CTRD_PID
+#   ctrd_ctr ARGS...                        ctr against it (namespace $CTRD_NS)
+#   containerd_stop                         kill its tasks, stop it, remove WORKDIR
+#
+# CTRD_NS (default "rune") is the containerd namespace; it also names the parent cgroup of
+# the containers (/CTRD_NS/<id>). CONTAINERD_SNAPSHOTTER (read by ctr) picks another
+# snapshotter than overlayfs, e.g. "native" on file systems where overlayfs fails.
+
+CTRD_NS="${CTRD_NS:-rune}"
+CTRD_DIR=""
+CTRD_SOCK=""
+CTRD_PID=""
+
+ctrd_ctr() {
+    ctr --address "$CTRD_SOCK" --namespace "$CTRD_NS" "$@"
+}
+
+containerd_start() {
+    local dir="$1" extra="${2:-}" i
+    command -v containerd >/dev/null || die "containerd is not installed (scripts/install-deps.sh)"
+    command -v unshare >/dev/null || die "unshare (util-linux) is not installed"
+    mkdir -p "$dir"/{root,state,tmp,opt,fifo}
+    CTRD_DIR="$(cd "$dir" && pwd)"
+    CTRD_SOCK="$CTRD_DIR/containerd.sock"
+    cat >"$CTRD_DIR/config.toml" <<TOML
+version = 2
+root = "$CTRD_DIR/root"
+state = "$CTRD_DIR/state"
+temp = "$CTRD_DIR/tmp"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "$CTRD_SOCK"
+
+[ttrpc]
+  address = "$CTRD_SOCK.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$CTRD_DIR/opt"
+$extra
+TOML
+    log "starting a private containerd in $CTRD_DIR"
+    # unshare execs sh, which execs containerd: $! is containerd's pid.
+    unshare --mount --propagation private -- sh -c \
+        'mount -t tmpfs -o mode=0755 rune-private-run /run && exec containerd --config "$1"' \
+        sh "$CTRD_DIR/config.toml" </dev/null >"$CTRD_DIR/containerd.log" 2>&1 &
+    CTRD_PID=$!
+    for i in $(seq 1 100); do
+        if [ -S "$CTRD_SOCK" ] && ctrd_ctr version >/dev/null 2>&1; then
+            return 0
+        fi
+        if ! kill -0 "$CTRD_PID" 2>/dev/null; then
+            tail -n 20 "$CTRD_DIR/containerd.log" >&2 || true
+            die "the private containerd exited at start (log: $CTRD_DIR/containerd.log)"
+        fi
+        sleep 0.1
+    done
+    tail -n 20 "$CTRD_DIR/containerd.log" >&2 || true
+    die "the private containerd did not answer on $CTRD_SOCK within 10 s"
+}
+
+# Pids of shims started by this containerd (they name its socket in their command line).
+_ctrd_shim_pids() {
+    local p cmd
+    for p in /proc/[0-9]*; do
+        cmd="$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" || continue
+        case "$cmd" in *containerd-shim*"$CTRD_SOCK"*) printf '%s\n' "${p#/proc/}" ;; esac
+    done
+}
+
+# Kill whatever is left in the cgroups of this namespace's containers, then remove them.
+_ctrd_sweep_cgroups() {
+    local d pid
+    for d in /sys/fs/cgroup/*/"$CTRD_NS" /sys/fs/cgroup/"$CTRD_NS"; do
+        [ -d "$d" ] || continue
+        while read -r pid; do
+            [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+        done < <(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null)
+        # deepest first; busy or foreign directories stay
+        find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    done
+}
+
+containerd_stop() {
+    local id pid i
+    [ -n "$CTRD_PID" ] || return 0
+    if kill -0 "$CTRD_PID" 2>/dev/null; then
+        for id in $(timeout 10 ctr --address "$CTRD_SOCK" --namespace "$CTRD_NS" tasks ls -q 2>/dev/null); do
+            timeout 10 ctr --address "$CTRD_SOCK" --namespace "$CTRD_NS" tasks kill --signal SIGKILL "$id" >/dev/null 2>&1 || true
+            timeout 10 ctr --address "$CTRD_SOCK" --namespace "$CTRD_NS" tasks delete --force "$id" >/dev/null 2>&1 || true
+        done
+        for id in $(timeout 10 ctr --address "$CTRD_SOCK" --namespace "$CTRD_NS" containers ls -q 2>/dev/null); do
+            timeout 10 ctr --address "$CTRD_SOCK" --namespace "$CTRD_NS" containers delete "$id" >/dev/null 2>&1 || true
+        done
+        kill -TERM "$CTRD_PID" 2>/dev/null || true
+        for i in $(seq 1 100); do
+            kill -0 "$CTRD_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$CTRD_PID" 2>/dev/null || true
+    fi
+    wait "$CTRD_PID" 2>/dev/null || true
+    for pid in $(_ctrd_shim_pids); do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    _ctrd_sweep_cgroups
+    if [ -n "$CTRD_DIR" ] && [ -d "$CTRD_DIR" ]; then
+        rm -rf "$CTRD_DIR" 2>/dev/null || warn "could not remove all of $CTRD_DIR"
+    fi
+    CTRD_PID=""
+}
