@@ -50,7 +50,15 @@ pub fn parse(bytes: &[u8]) -> Result<Spec> {
         }
     }
 
-    let spec: Spec = serde_json::from_value(value).map_err(|err| anyhow!("{err}"))?;
+    let spec: Spec = serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path == "." {
+            anyhow!("{inner}")
+        } else {
+            anyhow!("`{path}`: {inner}")
+        }
+    })?;
     let args_empty = spec
         .process()
         .as_ref()
@@ -81,7 +89,7 @@ fn check_rootfs(bundle: &Path, spec: &Spec) -> Result<()> {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"},"linux":{}}"#;
+    const MINIMAL: &str = r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},"root":{"path":"rootfs"},"linux":{}}"#;
 
     fn error_of(text: &str) -> String {
         match parse(text.as_bytes()) {
@@ -114,6 +122,10 @@ mod tests {
         );
         let no_args = MINIMAL.replace(r#""args":["sh"],"#, r#""args":[],"#);
         assert!(error_of(&no_args).contains("process.args"));
+        let no_user = MINIMAL.replace(r#","user":{"uid":0,"gid":0}"#, "");
+        assert!(error_of(&no_user).contains("`process`: missing field `user`"));
+        let bad_uid = MINIMAL.replace(r#""uid":0"#, r#""uid":"root""#);
+        assert!(error_of(&bad_uid).contains("`process.user.uid`"));
     }
 
     #[test]

@@ -48,7 +48,8 @@ impl Foreground {
 
     /// Forwards signals to `pid` until it exits; returns its exit status the way a shell reports
     /// it (128 + N when killed by signal N).
-    pub fn wait(&self, pid: Pid) -> Result<u8> {
+    /// With a terminal, SIGWINCH resizes it instead of reaching the process.
+    pub fn wait(&self, pid: Pid, terminal: Option<&OwnedFd>) -> Result<u8> {
         let pidfd = pidfd_open(pid).context("cannot open a pidfd for the container process")?;
         loop {
             if let Some(status) = reap(pid)? {
@@ -63,17 +64,21 @@ impl Foreground {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(err) => return Err(err).context("poll"),
             }
-            self.forward_pending(pid)?;
+            self.forward_pending(pid, terminal)?;
         }
     }
 
-    fn forward_pending(&self, pid: Pid) -> Result<()> {
+    fn forward_pending(&self, pid: Pid, terminal: Option<&OwnedFd>) -> Result<()> {
         while let Some(info) = self.signals.read_signal().context("reading the signalfd")? {
             let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };
             // SIGCHLD only means "reap"; the loop does that. SIGURG carries no intent.
             if matches!(signal, Signal::SIGCHLD | Signal::SIGURG) {
+                continue;
+            }
+            if let (Signal::SIGWINCH, Some(master)) = (signal, terminal) {
+                crate::tty::resize(master);
                 continue;
             }
             tracing::debug!(%pid, ?signal, "forwarding signal");

@@ -7,6 +7,7 @@ mod commands;
 mod foreground;
 mod logging;
 mod state;
+mod tty;
 
 use std::process::ExitCode;
 

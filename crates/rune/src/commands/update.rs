@@ -3,7 +3,7 @@ use std::io::Read;
 
 use anyhow::{anyhow, Context, Result};
 use libcgroups::common::{CgroupManager, ControllerOpt};
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+use oci_spec::runtime::{LinuxPids, LinuxResources};
 
 use super::cgroup_of;
 use crate::cli::GlobalOpts;
@@ -49,10 +49,7 @@ fn read_resources(path: &std::path::Path) -> Result<LinuxResources> {
 /// The single-value flags win over the file, as in runc.
 fn apply_flags(args: &liboci_cli::Update, resources: &mut LinuxResources) {
     if args.memory.is_some() || args.memory_reservation.is_some() || args.memory_swap.is_some() {
-        let mut memory = resources
-            .memory()
-            .clone()
-            .unwrap_or_else(LinuxMemory::default);
+        let mut memory = resources.memory().unwrap_or_default();
         if let Some(limit) = args.memory {
             memory.set_limit(Some(limit as i64));
         }
@@ -76,7 +73,7 @@ fn apply_flags(args: &liboci_cli::Update, resources: &mut LinuxResources) {
         || args.cpuset_cpus.is_some()
         || args.cpuset_mems.is_some()
     {
-        let mut cpu = resources.cpu().clone().unwrap_or_else(LinuxCpu::default);
+        let mut cpu = resources.cpu().clone().unwrap_or_default();
         if let Some(period) = args.cpu_period {
             cpu.set_period(Some(period));
         }
@@ -107,10 +104,7 @@ fn apply_flags(args: &liboci_cli::Update, resources: &mut LinuxResources) {
         resources.set_pids(Some(pids));
     }
     if let Some(weight) = args.blkio_weight {
-        let mut blkio = resources
-            .block_io()
-            .clone()
-            .unwrap_or_else(LinuxBlockIo::default);
+        let mut blkio = resources.block_io().clone().unwrap_or_default();
         blkio.set_weight(Some(weight as u16));
         resources.set_block_io(Some(blkio));
     }
