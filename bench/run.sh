@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # row functions and traps are called indirectly
 # Benchmark rune against runc: both run the same bundles (a busybox root filesystem and a
 # config made by `runc spec`, terminal off), interleaved round by round (rune, runc, rune,
 # runc, ...), each round with a fresh --root directory. The wall time of whole commands is
@@ -12,6 +13,9 @@
 #   RUNC=path     runtime measured as "runc" (default: runc on PATH)
 #   ROUNDS=N      timed rounds per runtime and row (default 30, at least 1)
 #   WARMUP=N      untimed rounds per runtime before each row (default 2)
+#   ORDER=alternate|abba  alternate: rune first in every round (rune, runc, rune, runc,
+#                 ...); abba: runc first in even rounds, which cancels any advantage of
+#                 going first or second (default alternate)
 #   BENCH_ROWS=a,b  only the rows whose names are listed (default: all)
 #   SKIP_DEPS=1   do not run scripts/install-deps.sh
 #   KEEP_WORKDIR=1  keep the work directory (bundles, runtime logs)
@@ -19,9 +23,10 @@
 # Adding a row: write a function row_<x>_timed (and, if needed, row_<x>_setup and
 # row_<x>_teardown), then register it below with `bench_row "<name>" '<args JSON>' row_<x>`.
 # Each function gets: RT (runtime binary), ROOT (its --root for this round), ID (container
-# id), BUNDLE (the row's bundle directory); `rt ARGS...` runs "$RT" --root "$ROOT" ARGS with
-# stdin from /dev/null and output appended to the round's log. Setup and teardown are not
-# timed; teardown must leave no container behind (the default one force-deletes ID).
+# id), BUNDLE (the row's bundle directory), and may use the file $ROOT.pid; `rt ARGS...`
+# runs "$RT" --root "$ROOT" ARGS with stdin from /dev/null and output appended to the
+# round's log. Setup and teardown are not timed; teardown must leave no container behind
+# (the default one force-deletes ID).
 set -uo pipefail
 export LC_ALL=C
 # shellcheck source=scripts/lib/common.sh
@@ -49,8 +54,8 @@ row_run_timed() { rt run --bundle "$BUNDLE" "$ID"; }
 # start and delete (polled in /proc without forking).
 row_csd_timed() {
     local pid=""
-    rt create --bundle "$BUNDLE" --pid-file "$ROOT/pid" "$ID" || return 1
-    read -r pid <"$ROOT/pid" || [ -n "$pid" ] || return 1 # the file may lack a newline
+    rt create --bundle "$BUNDLE" --pid-file "$ROOT.pid" "$ID" || return 1
+    read -r pid <"$ROOT.pid" || [ -n "$pid" ] || return 1 # the file may lack a newline
     rt start "$ID" || return 1
     wait_exited "$pid" || return 1
     rt delete "$ID"
@@ -128,7 +133,7 @@ cleanup_root() {
         "$RT" --root "$ROOT" kill "$id" KILL >/dev/null 2>&1 || true
         "$RT" --root "$ROOT" delete --force "$id" >/dev/null 2>&1 || true
     done
-    rm -rf "$ROOT"
+    rm -rf "$ROOT" "$ROOT.pid"
 }
 
 median_ms() {
@@ -146,6 +151,8 @@ require_root "the benchmark"
 
 ROUNDS="${ROUNDS:-30}"
 WARMUP="${WARMUP:-2}"
+ORDER="${ORDER:-alternate}"
+[[ "$ORDER" =~ ^(alternate|abba)$ ]] || die "ORDER must be alternate or abba"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || die "WARMUP must be a non-negative integer"
 
@@ -197,7 +204,7 @@ done
 
 log "rune: ${BIN[rune]}"
 log "runc: ${BIN[runc]} ($("${BIN[runc]}" --version | head -n1))"
-log "$ROUNDS rounds per runtime and row, interleaved, after $WARMUP warm-up rounds"
+log "$ROUNDS rounds per runtime and row, interleaved ($ORDER), after $WARMUP warm-up rounds"
 
 failed=0
 for row in "${selected[@]}"; do
@@ -208,7 +215,9 @@ for row in "${selected[@]}"; do
         done
     done
     for ((i = 1; i <= ROUNDS && ok; i++)); do
-        for label in rune runc; do
+        order=(rune runc)
+        [ "$ORDER" = abba ] && ((i % 2 == 0)) && order=(runc rune)
+        for label in "${order[@]}"; do
             if one_round "$label" "$row" "$i"; then
                 echo "$ELAPSED" >>"$WORK/results/${SLUG[$row]}.$label"
             else

@@ -16,7 +16,9 @@ cd "$RUNE_REPO"
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "cargo fmt --all -- --check"
-cargo fmt --all -- --check
+fmt_color=()
+[ -t 1 ] || fmt_color=(--color=never) # rustfmt colours its diff even into a log file
+cargo fmt --all -- --check "${fmt_color[@]}"
 
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
@@ -24,7 +26,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build --workspace"
 cargo build --workspace
 
-step "cargo test --workspace $*"
-cargo test --workspace "$@"
+# --no-fail-fast: run every test binary, so one failure does not hide the others.
+step "cargo test --workspace --no-fail-fast $*"
+cargo test --workspace --no-fail-fast "$@"
 
 step "all checks and tests passed"

@@ -24,7 +24,7 @@ ctrd_ctr() {
 }
 
 containerd_start() {
-    local dir="$1" extra="${2:-}" i
+    local dir="$1" extra="${2:-}"
     command -v containerd >/dev/null || die "containerd is not installed (scripts/install-deps.sh)"
     command -v unshare >/dev/null || die "unshare (util-linux) is not installed"
     mkdir -p "$dir"/{root,state,tmp,opt,fifo}
@@ -49,11 +49,12 @@ $extra
 TOML
     log "starting a private containerd in $CTRD_DIR"
     # unshare execs sh, which execs containerd: $! is containerd's pid.
+    # shellcheck disable=SC2016 # $1 is expanded by the inner sh
     unshare --mount --propagation private -- sh -c \
         'mount -t tmpfs -o mode=0755 rune-private-run /run && exec containerd --config "$1"' \
         sh "$CTRD_DIR/config.toml" </dev/null >"$CTRD_DIR/containerd.log" 2>&1 &
     CTRD_PID=$!
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         if [ -S "$CTRD_SOCK" ] && ctrd_ctr version >/dev/null 2>&1; then
             return 0
         fi
@@ -71,47 +72,57 @@ TOML
 _ctrd_shim_pids() {
     local p cmd
     for p in /proc/[0-9]*; do
-        cmd="$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" || continue
+        cmd="$(tr '\0' ' ' 2>/dev/null <"$p/cmdline")" || continue
         case "$cmd" in *containerd-shim*"$CTRD_SOCK"*) printf '%s\n' "${p#/proc/}" ;; esac
     done
 }
 
-# Kill whatever is left in the cgroups of this namespace's containers, then remove them.
+# _ctrd_sweep_cgroups ID...: kill whatever is left in the cgroups of these containers
+# (/CTRD_NS/ID in every hierarchy) and remove them, then the CTRD_NS parent if empty.
 _ctrd_sweep_cgroups() {
-    local d pid
+    local id d pid
+    for id in "$@"; do
+        for d in /sys/fs/cgroup/*/"$CTRD_NS/$id" /sys/fs/cgroup/"$CTRD_NS/$id"; do
+            [ -d "$d" ] || continue
+            while read -r pid; do
+                if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
+            done < <(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null)
+            find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+        done
+    done
     for d in /sys/fs/cgroup/*/"$CTRD_NS" /sys/fs/cgroup/"$CTRD_NS"; do
-        [ -d "$d" ] || continue
-        while read -r pid; do
-            [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
-        done < <(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null)
-        # deepest first; busy or foreign directories stay
-        find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+        if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi
     done
 }
 
 containerd_stop() {
-    local id pid i
+    local id pid ids=()
     [ -n "$CTRD_PID" ] || return 0
     if kill -0 "$CTRD_PID" 2>/dev/null; then
+        mapfile -t ids < <(timeout 10 ctr --address "$CTRD_SOCK" --namespace "$CTRD_NS" containers ls -q 2>/dev/null)
         for id in $(timeout 10 ctr --address "$CTRD_SOCK" --namespace "$CTRD_NS" tasks ls -q 2>/dev/null); do
             timeout 10 ctr --address "$CTRD_SOCK" --namespace "$CTRD_NS" tasks kill --signal SIGKILL "$id" >/dev/null 2>&1 || true
             timeout 10 ctr --address "$CTRD_SOCK" --namespace "$CTRD_NS" tasks delete --force "$id" >/dev/null 2>&1 || true
         done
-        for id in $(timeout 10 ctr --address "$CTRD_SOCK" --namespace "$CTRD_NS" containers ls -q 2>/dev/null); do
+        for id in "${ids[@]}"; do
             timeout 10 ctr --address "$CTRD_SOCK" --namespace "$CTRD_NS" containers delete "$id" >/dev/null 2>&1 || true
         done
         kill -TERM "$CTRD_PID" 2>/dev/null || true
-        for i in $(seq 1 100); do
+        for _ in $(seq 1 100); do
             kill -0 "$CTRD_PID" 2>/dev/null || break
             sleep 0.1
         done
         kill -KILL "$CTRD_PID" 2>/dev/null || true
     fi
     wait "$CTRD_PID" 2>/dev/null || true
+    # containers whose tasks outlived a dead containerd still have a bundle in the state dir
+    for id in "$CTRD_DIR/state/io.containerd.runtime.v2.task/$CTRD_NS"/*; do
+        [ -d "$id" ] && ids+=("${id##*/}")
+    done
     for pid in $(_ctrd_shim_pids); do
         kill -KILL "$pid" 2>/dev/null || true
     done
-    _ctrd_sweep_cgroups
+    _ctrd_sweep_cgroups "${ids[@]}"
     if [ -n "$CTRD_DIR" ] && [ -d "$CTRD_DIR" ]; then
         rm -rf "$CTRD_DIR" 2>/dev/null || warn "could not remove all of $CTRD_DIR"
     fi

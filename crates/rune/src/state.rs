@@ -84,13 +84,17 @@ impl RuncState {
             ContainerStatus::Stopped => 0,
             _ => container.pid().map_or(0, |p| p.as_raw()),
         };
+        // An enclave container runs an effective copy of its bundle; report the user's.
+        let bundle = libenclave::EnclaveState::load_from(container.bundle())
+            .map(|enclave| enclave.bundle)
+            .unwrap_or_else(|| container.bundle().clone());
         Self {
             oci_version: "1.0.2-dev",
             id: container.id().to_string(),
             pid,
             status: status_name(status),
-            bundle: container.bundle().clone(),
-            rootfs: rootfs_of(container.bundle()),
+            rootfs: rootfs_of(&bundle),
+            bundle,
             created: container
                 .created()
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))

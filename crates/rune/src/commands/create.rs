@@ -6,6 +6,8 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::Executor;
+use libenclave::EnclaveConfig;
 
 use crate::bundle::{self, Bundle};
 use crate::cli::GlobalOpts;
@@ -21,8 +23,14 @@ pub struct LaunchOpts<'a> {
     pub detach: bool,
 }
 
+/// A bundle that passed every check, and its enclave settings when it asks for an enclave.
+pub struct Prepared {
+    pub bundle: Bundle,
+    pub enclave: Option<EnclaveConfig>,
+}
+
 pub fn create(global: &GlobalOpts, args: &liboci_cli::Create) -> Result<u8> {
-    let bundle = prepare(global, &args.container_id, &args.bundle)?;
+    let prepared = prepare(global, &args.container_id, &args.bundle)?;
     let opts = LaunchOpts {
         id: &args.container_id,
         pid_file: args.pid_file.as_ref(),
@@ -31,44 +39,77 @@ pub fn create(global: &GlobalOpts, args: &liboci_cli::Create) -> Result<u8> {
         preserve_fds: args.preserve_fds,
         detach: true,
     };
-    launch(global, &opts, &bundle)?;
+    launch(global, &opts, &prepared)?;
     Ok(0)
 }
 
-/// Everything checked before anything is created: the id, the bundle, `--root`, and that the id
-/// is free.
-pub fn prepare(global: &GlobalOpts, id: &str, bundle: &Path) -> Result<Bundle> {
+/// Everything checked before anything is created: the id, the bundle, the enclave settings,
+/// `--root`, and that the id is free.
+pub fn prepare(global: &GlobalOpts, id: &str, bundle: &Path) -> Result<Prepared> {
     state::validate_id(id)?;
-    let bundle = bundle::load(bundle)?;
+    let mut bundle = bundle::load(bundle)?;
+    let enclave = EnclaveConfig::from_spec(&mut bundle.spec)
+        .with_context(|| format!("{}", bundle.dir.join("config.json").display()))?;
+    if let Some(config) = &enclave {
+        libenclave::launch::check(config)?;
+        // From here on this process may end up inside the container: run from a sealed copy.
+        libenclave::ensure_sealed_exe()?;
+    }
     state::ensure_root(&global.root)?;
     if state::container_dir(&global.root, id).exists() {
         bail!("container {id:?} already exists");
     }
-    Ok(bundle)
+    Ok(Prepared { bundle, enclave })
 }
 
 /// Creates the container and leaves its init waiting for `start`. On failure nothing is left:
 /// no state directory, cgroup or process.
-pub fn launch(global: &GlobalOpts, opts: &LaunchOpts, bundle: &Bundle) -> Result<Container> {
-    match build(global, opts, &bundle.dir) {
+pub fn launch(global: &GlobalOpts, opts: &LaunchOpts, prepared: &Prepared) -> Result<Container> {
+    let built = match &prepared.enclave {
+        None => build(global, opts, &prepared.bundle.dir, DefaultExecutor {}),
+        Some(config) => libenclave::launch::prepare(
+            &global.root,
+            opts.id,
+            &prepared.bundle.dir,
+            &prepared.bundle.spec,
+            config,
+        )
+        .map_err(anyhow::Error::from)
+        .and_then(|launch| build(global, opts, &launch.bundle, launch.executor.clone())),
+    };
+    match built {
         Ok(container) => {
-            tracing::info!(
-                id = opts.id,
-                pid = container.pid().map(|p| p.as_raw()),
-                "created"
-            );
+            match &prepared.enclave {
+                Some(config) => tracing::info!(
+                    id = opts.id,
+                    pid = container.pid().map(|p| p.as_raw()),
+                    enclave = %config.enclave_type,
+                    pal = %config.runtime_path.display(),
+                    "created enclave container"
+                ),
+                None => tracing::info!(
+                    id = opts.id,
+                    pid = container.pid().map(|p| p.as_raw()),
+                    "created"
+                ),
+            }
             Ok(container)
         }
         Err(err) => {
-            remove_partial(&state::container_dir(&global.root, opts.id));
+            remove_partial(&global.root, opts.id);
             Err(err.context(format!("cannot create container {:?}", opts.id)))
         }
     }
 }
 
-fn build(global: &GlobalOpts, opts: &LaunchOpts, bundle: &Path) -> Result<Container> {
+fn build<E: Executor + Clone + 'static>(
+    global: &GlobalOpts,
+    opts: &LaunchOpts,
+    bundle: &Path,
+    executor: E,
+) -> Result<Container> {
     let container = ContainerBuilder::new(opts.id.to_string(), SyscallType::default())
-        .with_executor(DefaultExecutor {})
+        .with_executor(executor)
         .with_root_path(&global.root)?
         .with_pid_file(opts.pid_file)?
         .with_console_socket(opts.console_socket.as_ref())
@@ -92,15 +133,17 @@ pub fn absolute(path: Option<&PathBuf>) -> Result<Option<PathBuf>> {
 
 /// libcontainer removes what it made when the init process fails, but not when an earlier step
 /// does (the console socket, the rootfs path, the pid file); finish the job.
-fn remove_partial(dir: &Path) {
-    if let Ok(mut container) = Container::load(dir.to_path_buf()) {
+fn remove_partial(root: &Path, id: &str) {
+    let dir = state::container_dir(root, id);
+    if let Ok(mut container) = Container::load(dir.clone()) {
         if let Err(err) = container.delete(true) {
             tracing::warn!(dir = %dir.display(), "cleanup after failed create: {err}");
         }
     }
     if dir.exists() {
-        if let Err(err) = fs::remove_dir_all(dir) {
+        if let Err(err) = fs::remove_dir_all(&dir) {
             tracing::warn!(dir = %dir.display(), "cleanup after failed create: {err}");
         }
     }
+    libenclave::remove_state(root, id);
 }

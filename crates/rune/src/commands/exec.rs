@@ -1,4 +1,5 @@
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -21,6 +22,20 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<u8> {
         bail!("cannot exec in container {id:?}: container not running");
     }
 
+    // In an enclave container the process runs in the enclave: the runelet libcontainer starts
+    // hands it to the init-runelet over the agent socket.
+    let enclave = libenclave::EnclaveState::load(&global.root, id);
+    let agent = match &enclave {
+        Some(_) if container.status() == ContainerStatus::Created => bail!(
+            "cannot exec in enclave container {id:?}: it is created but not started; \
+             run `rune start {id}` first"
+        ),
+        Some(_) => {
+            libenclave::ensure_sealed_exe()?;
+            Some(libenclave::connect_agent(&global.root, id)?)
+        }
+        None => None,
+    };
     let process = match &args.process {
         Some(path) => read_process(path)?,
         None => process_from_flags(&container, args)?,
@@ -38,8 +53,12 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<u8> {
         None => absolute(args.console_socket.as_ref())?,
     };
 
-    let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
-        .with_executor(DefaultExecutor {})
+    let builder = ContainerBuilder::new(id.to_string(), SyscallType::default());
+    let builder = match &agent {
+        Some(agent) => builder.with_executor(libenclave::Runelet::new(agent.as_raw_fd())),
+        None => builder.with_executor(DefaultExecutor {}),
+    };
+    let pid = builder
         .with_root_path(&global.root)?
         .with_console_socket(console_socket.as_ref())
         .with_pid_file(args.pid_file.as_ref())?
@@ -53,6 +72,7 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<u8> {
         .build()
         .with_context(|| format!("cannot exec in container {id:?}"))?;
     drop(process_file);
+    drop(agent);
     tracing::info!(id, %pid, "exec started");
 
     if args.detach {

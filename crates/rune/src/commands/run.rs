@@ -9,9 +9,10 @@ use crate::tty::{ConsoleSocket, Proxy};
 /// removes it (unless `--keep`) and exits with its status.
 pub fn run(global: &GlobalOpts, args: &liboci_cli::Run) -> Result<u8> {
     let id = args.container_id.as_str();
-    let bundle = prepare(global, id, &args.bundle)?;
+    let prepared = prepare(global, id, &args.bundle)?;
 
-    let wants_terminal = bundle
+    let wants_terminal = prepared
+        .bundle
         .spec
         .process()
         .as_ref()
@@ -37,7 +38,7 @@ pub fn run(global: &GlobalOpts, args: &liboci_cli::Run) -> Result<u8> {
         no_pivot: args.no_pivot,
         preserve_fds: args.preserve_fds,
     };
-    let mut container = launch(global, &opts, &bundle)?;
+    let mut container = launch(global, &opts, &prepared)?;
 
     // Signals are blocked only now: the container's init already exists, so it does not inherit
     // the blocked mask, and from here on no signal can slip by between start and wait.
@@ -53,6 +54,7 @@ pub fn run(global: &GlobalOpts, args: &liboci_cli::Run) -> Result<u8> {
                 Ok(proxy) => Some(proxy),
                 Err(err) => {
                     let _ = container.delete(true);
+                    libenclave::remove_state(&global.root, id);
                     return Err(err);
                 }
             }
@@ -62,6 +64,7 @@ pub fn run(global: &GlobalOpts, args: &liboci_cli::Run) -> Result<u8> {
 
     if let Err(err) = container.start() {
         let _ = container.delete(true);
+        libenclave::remove_state(&global.root, id);
         return Err(err).with_context(|| format!("cannot start container {id:?}"));
     }
     tracing::info!(id, "started");
@@ -80,6 +83,7 @@ pub fn run(global: &GlobalOpts, args: &liboci_cli::Run) -> Result<u8> {
         container
             .delete(true)
             .with_context(|| format!("cannot delete container {id:?} after it exited"))?;
+        libenclave::remove_state(&global.root, id);
     }
     Ok(status)
 }
