@@ -95,7 +95,7 @@ pub enum Command {
     /// Update the resource limits of a container
     Update(liboci_cli::Update),
     /// Create a new specification file
-    Spec(liboci_cli::Spec),
+    Spec(Spec),
     /// Show the features this runtime implements
     Features(liboci_cli::Features),
 }
@@ -112,4 +112,27 @@ pub struct Kill {
     /// Signal name (KILL, SIGKILL) or number
     #[arg(default_value = "SIGTERM")]
     pub signal: String,
+}
+
+#[derive(Args, Debug)]
+pub struct Spec {
+    /// Directory to write config.json in
+    #[arg(long, short)]
+    pub bundle: Option<PathBuf>,
+
+    /// A template for a rootless container
+    #[arg(long)]
+    pub rootless: bool,
+
+    /// A template for an enclave container (settings as `enclave.*` annotations)
+    #[arg(long)]
+    pub enclave: bool,
+
+    /// Enclave type of the template: software, kvm, intelSgx, AwsNitroEnclaves, Jailhouse
+    #[arg(long, default_value = "software", requires = "enclave")]
+    pub enclave_type: String,
+
+    /// Enclave runtime (PAL) of the template, a host path
+    #[arg(long, requires = "enclave")]
+    pub enclave_runtime_path: Option<PathBuf>,
 }

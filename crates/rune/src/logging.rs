@@ -11,9 +11,13 @@ use anyhow::Context;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 use crate::cli::{GlobalOpts, LogFormat};
 
@@ -64,15 +68,30 @@ fn install<W>(format: LogFormat, level: Level, writer: Mutex<W>)
 where
     W: std::io::Write + Send + 'static,
 {
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
+    // Lifecycle lines come from rune's crates; the libraries' own chatter (cgroup controllers
+    // this host lacks, which cgroup version is used) is detail, shown with --debug.
+    let libraries = if level == Level::DEBUG {
+        Level::DEBUG
+    } else {
+        Level::ERROR
+    };
+    let filter = Targets::new()
+        .with_target("rune", level)
+        .with_target("libenclave", level)
+        .with_target("pal", level)
+        .with_default(libraries);
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .with_target(false)
         .with_writer(writer);
     // A second init can only happen in tests; the first subscriber stays.
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.event_format(JsonLine).try_init(),
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(layer.with_filter(filter))
+            .try_init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(layer.event_format(JsonLine).with_filter(filter))
+            .try_init(),
     };
 }
 
