@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::container::{Container, ContainerStatus, State};
 use nix::unistd::{access, AccessFlags};
 use serde::Serialize;
 
@@ -48,7 +48,35 @@ pub fn load(root: &Path, id: &str) -> Result<Container> {
     if !dir.join("state.json").is_file() {
         bail!("container {id:?} does not exist");
     }
-    Container::load(dir).with_context(|| format!("cannot read the state of container {id:?}"))
+    let state =
+        State::load(&dir).with_context(|| format!("cannot read the state of container {id:?}"))?;
+    let mut container = Container { state, root: dir };
+    refresh_status(&mut container);
+    Ok(container)
+}
+
+/// The status from the init process, as libcontainer's `refresh_status` computes it, but
+/// without its failure when the process exits between two reads of /proc: a process that
+/// vanishes is simply stopped.
+pub fn refresh_status(container: &mut Container) {
+    let alive = container.pid().is_some_and(|pid| {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let (_, rest) = stat.rsplit_once(')')?;
+                rest.split_whitespace()
+                    .next()
+                    .map(|state| state != "Z" && state != "X")
+            })
+            .unwrap_or(false)
+    });
+    let status = match (alive, container.status()) {
+        (false, _) => ContainerStatus::Stopped,
+        (true, status @ (ContainerStatus::Creating | ContainerStatus::Created)) => status,
+        (true, ContainerStatus::Paused) => ContainerStatus::Paused,
+        (true, _) => ContainerStatus::Running,
+    };
+    container.set_status(status);
 }
 
 pub fn status_name(status: ContainerStatus) -> &'static str {

@@ -103,7 +103,8 @@ fn process_env_and_cwd_from_config() {
 #[test]
 fn create_start_state_kill_delete() {
     let root = Root::new();
-    let b = Bundle::new(&root, LONG_RUNNING);
+    let mut b = Bundle::new(&root, LONG_RUNNING);
+    b.set_annotation("org.example.rune-test", "annotated");
     let pid_file = b.dir().join("init.pid");
     let create = root
         .run(&[
@@ -134,6 +135,10 @@ fn create_start_state_kill_delete() {
     assert!(
         st.get("ociVersion").is_some(),
         "state lacks ociVersion: {st}"
+    );
+    assert_eq!(
+        st["annotations"]["org.example.rune-test"], "annotated",
+        "state lacks the config's annotations: {st}"
     );
     let pid_text = fs::read_to_string(&pid_file).expect("--pid-file written");
     assert_eq!(
@@ -192,10 +197,9 @@ fn kill_accepts_signal_names_and_numbers() {
         .then_some(()))
     .is_some());
 
-    let mut expected_usr1 = 0;
-    for sig in ["USR1", "SIGUSR1", "10"] {
+    for (n, sig) in ["USR1", "SIGUSR1", "10"].into_iter().enumerate() {
         root.run(&["kill", &b.id, sig]).ok();
-        expected_usr1 += 1;
+        let expected_usr1 = n + 1;
         let got = wait_for(Duration::from_secs(10), || {
             (count("got-usr1") == expected_usr1).then_some(())
         });
@@ -206,10 +210,9 @@ fn kill_accepts_signal_names_and_numbers() {
         );
     }
     // One at a time: a standard signal still pending is not queued twice.
-    let mut expected_hup = 0;
-    for sig in ["HUP", "SIGHUP", "1"] {
+    for (n, sig) in ["HUP", "SIGHUP", "1"].into_iter().enumerate() {
         root.run(&["kill", &b.id, sig]).ok();
-        expected_hup += 1;
+        let expected_hup = n + 1;
         let got = wait_for(Duration::from_secs(10), || {
             (count("got-hup") == expected_hup).then_some(())
         });
@@ -444,6 +447,25 @@ fn exec_detached() {
     );
 }
 
+/// freezer.state of the v1 freezer cgroup of `pid`.
+fn freezer_state(pid: i64) -> String {
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/pid/cgroup");
+    let path = cg
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctrl, path) = (parts.next()?, parts.next()?, parts.next()?);
+            ctrl.split(',')
+                .any(|c| c == "freezer")
+                .then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("no freezer cgroup for {pid}: {cg}"));
+    fs::read_to_string(format!("/sys/fs/cgroup/freezer{path}/freezer.state"))
+        .unwrap_or_else(|e| panic!("freezer.state of {path}: {e}"))
+        .trim()
+        .to_string()
+}
+
 #[test]
 fn pause_and_resume() {
     let root = Root::new();
@@ -451,14 +473,10 @@ fn pause_and_resume() {
     root.run(&["pause", &b.id]).ok();
     assert_eq!(root.status(&b.id), "paused");
     let pid = root.pid(&b.id);
-    let stat = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    assert!(
-        stat.lines()
-            .any(|l| l.starts_with("State:") && (l.contains('D') || l.contains('S'))),
-        "init not frozen: {stat}"
-    );
+    assert_eq!(freezer_state(pid), "FROZEN");
     root.run(&["resume", &b.id]).ok();
     assert_eq!(root.status(&b.id), "running");
+    assert_eq!(freezer_state(pid), "THAWED");
     // Still works after resume.
     let o = root.run(&["exec", &b.id, "echo", "alive"]).ok();
     assert_eq!(o.stdout, "alive\n");
@@ -486,9 +504,42 @@ fn events_stats_prints_memory_json() {
         mem.is_object() && !mem.as_object().map(|m| m.is_empty()).unwrap_or(true),
         "no memory data: {line}"
     );
+}
+
+/// `events --stats` output follows runc's `types.Stats` schema
+/// (runc/types/events.go): `memory.usage.usage`, `cpu.usage.total`,
+/// `pids.current`.
+#[test]
+fn events_stats_uses_runc_schema() {
+    let root = Root::new();
+    let b = started(&root, &["sleep", "1000"]);
+    let ev = root.spawn(&["events", "--stats", &b.id]);
+    let line = wait_for(Duration::from_secs(10), || {
+        let out = ev.stdout_now();
+        out.lines()
+            .next()
+            .filter(|_| out.contains('\n'))
+            .map(str::to_string)
+    });
+    drop(ev);
+    let line = line.expect("events --stats printed no line within 10 s");
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    let d = &v["data"];
     assert!(
-        mem["usage"]["usage"].as_u64().unwrap_or(0) > 0,
-        "memory usage missing or 0: {line}"
+        d["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0,
+        "no data.memory.usage.usage: {line}"
+    );
+    assert!(
+        d["memory"]["usage"]["limit"].as_u64().unwrap_or(0) > 0,
+        "no data.memory.usage.limit: {line}"
+    );
+    assert!(
+        d["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0,
+        "no data.cpu.usage.total: {line}"
+    );
+    assert!(
+        d["pids"]["current"].as_u64().unwrap_or(0) >= 1,
+        "no data.pids.current: {line}"
     );
 }
 
@@ -708,4 +759,188 @@ fn pid_file_of_run_detached_matches_state() {
     assert_eq!(text.trim(), pid.to_string());
     root.run(&["delete", "--force", &b.id]).ok();
     assert_nothing_left(&root, &b.id, b.dir());
+}
+
+#[test]
+fn run_with_terminal_under_pty() {
+    let root = Root::new();
+    let mut b = Bundle::new(
+        &root,
+        &["sh", "-c", "tty; [ -t 0 ] && echo stdin-is-tty; exit 6"],
+    );
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let mut cmd = root.cmd(&["run", "--bundle", &b.dir_str(), &b.id]);
+    let (o, text) = run_in_pty(&mut cmd, Duration::from_secs(30));
+    assert_eq!(o.code(), 6, "{o}");
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("/dev/pts/")),
+        "not a pty: {text:?}"
+    );
+    assert!(lines.contains(&"stdin-is-tty"), "{text:?}");
+    assert_nothing_left(&root, &b.id, b.dir());
+}
+
+#[test]
+fn exec_tty_under_pty() {
+    let root = Root::new();
+    let b = started(&root, LONG_RUNNING);
+    let mut cmd = root.cmd(&["exec", "-t", &b.id, "sh", "-c", "tty; exit 2"]);
+    let (o, text) = run_in_pty(&mut cmd, Duration::from_secs(30));
+    assert_eq!(o.code(), 2, "{o}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_end_matches('\r').starts_with("/dev/pts/")),
+        "not a pty: {text:?}"
+    );
+}
+
+#[test]
+fn create_with_console_socket() {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::io::{IoSliceMut, Read as _, Write as _};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::unix::net::UnixListener;
+
+    let root = Root::new();
+    let mut b = Bundle::new(&root, &["sh", "-c", "tty; read x; echo \"got $x\""]);
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let sock = b.dir().join("console.sock");
+    let listener = UnixListener::bind(&sock).expect("bind console socket");
+    let acceptor = std::thread::spawn(move || -> Result<OwnedFd, String> {
+        let (stream, _) = listener.accept().map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 4096];
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| e.to_string())?;
+        for c in msg.cmsgs().map_err(|e| e.to_string())? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                if let Some(&fd) = fds.first() {
+                    // SAFETY: fd was just received through SCM_RIGHTS; nothing
+                    // else in this process knows or owns it.
+                    return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+        }
+        Err("no fd in console socket message".into())
+    });
+    let o = root.run(&[
+        "create",
+        "--console-socket",
+        &sock.to_string_lossy(),
+        "--bundle",
+        &b.dir_str(),
+        &b.id,
+    ]);
+    assert!(o.success(), "{o}");
+    let master = acceptor
+        .join()
+        .expect("acceptor thread")
+        .expect("pty master received");
+    let mut master = fs::File::from(master);
+    root.run(&["start", &b.id]).ok();
+
+    // Read from the pty master in a thread; the reads block.
+    let mut reader = master.try_clone().expect("dup master");
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut text = String::new();
+    let read_until = |needle: &str, text: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !text.contains(needle) && Instant::now() < deadline {
+            if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        }
+        text.contains(needle)
+    };
+    assert!(
+        read_until("/dev/pts/", &mut text),
+        "no tty line from the console: {text:?}"
+    );
+    master.write_all(b"hello\n").expect("write to console");
+    assert!(
+        read_until("got hello", &mut text),
+        "console input not received: {text:?}"
+    );
+    root.wait_status(&b.id, "stopped");
+    root.run(&["delete", &b.id]).ok();
+    assert_nothing_left(&root, &b.id, b.dir());
+}
+
+/// `kill` racing with the container's death (what a shim does) must not
+/// break the foreground `run`'s cleanup (exit 128+9, state removed) nor
+/// resurrect the deleted container's state. Two busy threads widen the
+/// race window the way a loaded machine does.
+#[test]
+fn kill_racing_with_exit_leaves_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let root = Root::new();
+    let b = Bundle::new(&root, &["sleep", "1000"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = x.wrapping_mul(31).wrapping_add(1);
+                }
+                x
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for i in 0..20 {
+        let run = root.spawn(&["run", "--bundle", &b.dir_str(), &b.id]);
+        root.wait_status(&b.id, "running");
+        let kill = root.run(&["kill", &b.id, "KILL"]);
+        if !kill.success() {
+            failures.push(format!(
+                "iteration {i}: kill of a running container failed: {kill}"
+            ));
+        }
+        let out = run.wait(Duration::from_secs(20));
+        if out.code() != 137 {
+            failures.push(format!("iteration {i}: {out}"));
+        }
+        let left = wait_for(Duration::from_secs(3), || {
+            let l = leftovers(root.path(), &b.id, b.dir());
+            l.is_empty().then_some(())
+        });
+        if left.is_none() {
+            failures.push(format!(
+                "iteration {i}: left behind: {:?}",
+                leftovers(root.path(), &b.id, b.dir())
+            ));
+            // Clear it so the next iteration can reuse the id.
+            let _ = root.run(&["delete", "--force", &b.id]);
+            let _ = fs::remove_dir_all(root.path().join(&b.id));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in hogs {
+        let _ = h.join();
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 20 failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -96,7 +96,7 @@ pub fn launch(global: &GlobalOpts, opts: &LaunchOpts, prepared: &Prepared) -> Re
             Ok(container)
         }
         Err(err) => {
-            remove_partial(&global.root, opts.id);
+            remove_partial(global, opts.id, &prepared.bundle.spec);
             Err(err.context(format!("cannot create container {:?}", opts.id)))
         }
     }
@@ -132,8 +132,10 @@ pub fn absolute(path: Option<&PathBuf>) -> Result<Option<PathBuf>> {
 }
 
 /// libcontainer removes what it made when the init process fails, but not when an earlier step
-/// does (the console socket, the rootfs path, the pid file); finish the job.
-fn remove_partial(root: &Path, id: &str) {
+/// does (the console socket, the rootfs path, the pid file), and its cgroup removal gives up
+/// quickly under load; finish the job.
+fn remove_partial(global: &GlobalOpts, id: &str, spec: &oci_spec::runtime::Spec) {
+    let root = &global.root;
     let dir = state::container_dir(root, id);
     if let Ok(mut container) = Container::load(dir.clone()) {
         if let Err(err) = container.delete(true) {
@@ -146,4 +148,14 @@ fn remove_partial(root: &Path, id: &str) {
         }
     }
     libenclave::remove_state(root, id);
+
+    let cgroup_path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        // libcontainer's name for a container whose config names no cgroup.
+        .unwrap_or_else(|| PathBuf::from(format!(":youki:{id}")));
+    if let Err(err) = super::remove_cgroup(cgroup_path, global.systemd_cgroup, id) {
+        tracing::warn!(id, "cleanup after failed create: cgroup: {err}");
+    }
 }

@@ -40,9 +40,15 @@ pub fn delete(global: &GlobalOpts, args: &liboci_cli::Delete) -> Result<u8> {
     if enclave && status == ContainerStatus::Created {
         destroy_enclave(&mut container);
     }
-    container
-        .delete(args.force)
-        .with_context(|| format!("cannot delete container {id:?}"))?;
+    // libcontainer's delete fails when the killed processes are slow to leave the cgroup; it
+    // has then removed nothing yet, so it can simply run again.
+    super::retry(|| {
+        if !container.root.exists() {
+            return Ok(());
+        }
+        container.delete(args.force).map_err(anyhow::Error::from)
+    })
+    .with_context(|| format!("cannot delete container {id:?}"))?;
     libenclave::remove_state(&global.root, id);
     tracing::info!(id, "deleted");
     Ok(0)

@@ -15,7 +15,12 @@ mod start;
 mod state;
 mod update;
 
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
 use anyhow::{Context, Result};
+use libcgroups::common::CgroupManager;
 use libcgroups::common::{AnyCgroupManager, CgroupConfig};
 use libcontainer::container::Container;
 
@@ -53,4 +58,31 @@ fn cgroup_of(container: &Container) -> Result<AnyCgroupManager> {
         container_name: container.id().to_string(),
     })
     .with_context(|| format!("cannot open the cgroup of container {:?}", container.id()))
+}
+
+/// Removes a cgroup whose processes were just killed, giving them time to go: under load the
+/// kernel can take longer than libcgroups' own short retry before the directory is empty.
+fn remove_cgroup(cgroup_path: PathBuf, systemd: bool, id: &str) -> Result<()> {
+    let manager = libcgroups::common::create_cgroup_manager(CgroupConfig {
+        cgroup_path,
+        systemd_cgroup: systemd,
+        container_name: id.to_string(),
+    })?;
+    retry(|| manager.remove().map_err(anyhow::Error::from))
+}
+
+/// Runs `step` until it succeeds, for up to about three seconds.
+fn retry<T>(mut step: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut delay = Duration::from_millis(20);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match step() {
+            Ok(value) => return Ok(value),
+            Err(err) if Instant::now() >= deadline => return Err(err),
+            Err(_) => {
+                thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(250));
+            }
+        }
+    }
 }

@@ -20,13 +20,14 @@ use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -206,17 +207,62 @@ pub fn processes_in(dir: &Path) -> Vec<i32> {
 
 fn kill_processes_in(dir: &Path) {
     for _ in 0..20 {
-        let pids = processes_in(dir);
+        let pids: Vec<(i32, u64)> = processes_in(dir)
+            .into_iter()
+            .filter_map(|p| Some((p, proc_start_time(p)?)))
+            .collect();
         if pids.is_empty() {
             return;
         }
-        for pid in pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        for (pid, start) in pids {
+            kill_exact(pid, start);
         }
         thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Fields of /proc/<pid>/stat after the command name (field 3 onwards).
+fn proc_stat_fields(pid: i32) -> Option<Vec<String>> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    Some(after.split_whitespace().map(str::to_string).collect())
+}
+
+/// Start time (clock ticks since boot) of `pid`: with the pid, it
+/// identifies a process; pids are recycled quickly here (pid_max 32768).
+pub fn proc_start_time(pid: i32) -> Option<u64> {
+    proc_stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Parent pid of `pid`.
+pub fn proc_ppid(pid: i32) -> Option<i32> {
+    proc_stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// SIGKILL `pid` only if it is still the process that started at `start`
+/// (never a recycled pid, which could be anybody's, even a thread of
+/// another test binary).
+pub fn kill_exact(pid: i32, start: u64) {
+    if pid > 1 && proc_start_time(pid) == Some(start) {
+        // Debug aid: RUNE_TEST_KILL_LOG=FILE records every process the
+        // cleanup code kills.
+        if let Some(log) = std::env::var_os("RUNE_TEST_KILL_LOG") {
+            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let line = format!(
+                "test process {} kills {pid}: {}\n",
+                std::process::id(),
+                String::from_utf8_lossy(&cmd).replace('\0', " "),
+            );
+            let _ = fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(log)
+                .and_then(|mut f| f.write_all(line.as_bytes()));
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
@@ -328,21 +374,39 @@ pub fn describe(cmd: &Command) -> String {
     s
 }
 
-/// Scratch files for captured output. They live in a per-process dir.
-fn capture_file(tag: &str) -> (fs::File, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("rt-out-{}", std::process::id()));
-    fs::create_dir_all(&dir).expect("create output scratch dir");
-    let path = dir.join(unique(tag));
-    let f = fs::File::create(&path).expect("create capture file");
-    (f, path)
+/// An anonymous (already unlinked) scratch file for captured output: the
+/// child writes through its copy of the descriptor, we read through ours.
+fn capture_file(tag: &str) -> fs::File {
+    let path = std::env::temp_dir().join(unique(&format!("rt-out-{tag}")));
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .expect("create capture file");
+    let _ = fs::remove_file(&path);
+    f
+}
+
+fn read_all(f: &fs::File) -> String {
+    use std::os::unix::fs::FileExt;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match f.read_at(&mut buf, data.len() as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&data).into_owned()
 }
 
 /// A spawned process whose stdout/stderr go to files.
 pub struct Spawned {
     pub child: Child,
     pub cmdline: String,
-    stdout_path: PathBuf,
-    stderr_path: PathBuf,
+    stdout_file: Option<fs::File>,
+    stderr_file: Option<fs::File>,
     finished: bool,
 }
 
@@ -350,9 +414,11 @@ impl Spawned {
     /// Spawn `cmd` in its own process group, stdio captured in files,
     /// `stdin` written to its stdin (or /dev/null when None).
     pub fn new(cmd: &mut Command, stdin: Option<Vec<u8>>) -> Spawned {
-        let (out, stdout_path) = capture_file("out");
-        let (err, stderr_path) = capture_file("err");
-        cmd.stdout(out).stderr(err).process_group(0);
+        let out = capture_file("out");
+        let err = capture_file("err");
+        cmd.stdout(out.try_clone().expect("dup capture file"))
+            .stderr(err.try_clone().expect("dup capture file"))
+            .process_group(0);
         cmd.stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -372,8 +438,8 @@ impl Spawned {
         Spawned {
             child,
             cmdline,
-            stdout_path,
-            stderr_path,
+            stdout_file: Some(out),
+            stderr_file: Some(err),
             finished: false,
         }
     }
@@ -383,11 +449,11 @@ impl Spawned {
     }
 
     pub fn stdout_now(&self) -> String {
-        fs::read_to_string(&self.stdout_path).unwrap_or_default()
+        self.stdout_file.as_ref().map(read_all).unwrap_or_default()
     }
 
     pub fn stderr_now(&self) -> String {
-        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        self.stderr_file.as_ref().map(read_all).unwrap_or_default()
     }
 
     /// Wait up to `timeout`; None if still running.
@@ -447,8 +513,6 @@ impl Spawned {
 impl Drop for Spawned {
     fn drop(&mut self) {
         self.kill();
-        let _ = fs::remove_file(&self.stdout_path);
-        let _ = fs::remove_file(&self.stderr_path);
     }
 }
 
@@ -818,6 +882,16 @@ impl Bundle {
         .expect("write config.json");
     }
 
+    /// Set an annotation (`annotations.<key> = <value>`).
+    pub fn set_annotation(&mut self, key: &str, value: &str) {
+        self.edit(|c| {
+            if !c["annotations"].is_object() {
+                c["annotations"] = serde_json::json!({});
+            }
+            c["annotations"][key] = Value::String(value.to_string());
+        });
+    }
+
     /// Add an environment variable to the process.
     pub fn add_env(&mut self, kv: &str) {
         self.edit(|c| {
@@ -837,6 +911,10 @@ impl Drop for Bundle {
             .arg(&self.root_path)
             .args(["delete", "--force", &self.id]);
         let _ = run_quiet(cmd);
+        // Empty cgroups a failed create or delete may have leaked (the
+        // assertions about them ran before this).
+        kill_processes_in(self.dir.path());
+        remove_cgroups_named(&self.id);
         // TempDir's drop kills leftovers, unmounts and removes the dir.
     }
 }
@@ -845,8 +923,23 @@ impl Drop for Bundle {
 // Leftover checks
 // ---------------------------------------------------------------------------
 
-/// Cgroup directories named `name` under /sys/fs/cgroup/*/ (up to 6 levels
-/// deep).
+/// Does cgroup directory name `dir` stand for container/name `name`?
+/// Exactly `name`, or a `:`-separated part of it equal to `name` (cgroupfs
+/// dirs made from systemd-style paths like `:youki:<id>` or `system.slice:
+/// runc:<id>`), or `<prefix>-<name>.scope` / `<name>.scope`.
+pub fn cgroup_name_matches(dir: &str, name: &str) -> bool {
+    dir == name
+        || dir.split(':').any(|part| {
+            part == name
+                || part
+                    .strip_suffix(".scope")
+                    .map(|p| p == name || p.ends_with(&format!("-{name}")))
+                    .unwrap_or(false)
+        })
+}
+
+/// Cgroup directories for `name` (see [`cgroup_name_matches`]) under
+/// /sys/fs/cgroup/*/ (up to 6 levels deep).
 pub fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
     fn walk(dir: &Path, name: &str, depth: usize, out: &mut Vec<PathBuf>) {
         if depth == 0 {
@@ -856,7 +949,7 @@ pub fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
             for e in rd.flatten() {
                 if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                     let p = e.path();
-                    if e.file_name() == OsStr::new(name) {
+                    if cgroup_name_matches(&e.file_name().to_string_lossy(), name) {
                         out.push(p.clone());
                     }
                     walk(&p, name, depth - 1, out);
@@ -931,7 +1024,12 @@ pub fn assert_nothing_left(root: &Root, id: &str, bundle: &Path) {
 /// the namespace.
 struct NsDaemon {
     child: Spawned,
+    /// `mnt:[inode]` of the daemon's namespace ("" if unknown).
     mnt_ns: String,
+    /// Open handle on that namespace: keeps it (and so its inode number)
+    /// alive, so that `mnt_ns` can never name a recycled namespace of
+    /// somebody else's while we look for our processes by it.
+    _mnt_ns_handle: Option<fs::File>,
     log: PathBuf,
 }
 
@@ -978,24 +1076,29 @@ impl NsDaemon {
         let host_ns = fs::read_link("/proc/self/ns/mnt")
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // Wait until the exec'd daemon is in its own namespace.
-        let mnt_ns = wait_for(Duration::from_secs(10), || {
-            let ns = fs::read_link(format!("/proc/{pid}/ns/mnt"))
+        // Wait until the exec'd daemon is in its own namespace; hold it.
+        let held = wait_for(Duration::from_secs(10), || {
+            let handle = fs::File::open(format!("/proc/{pid}/ns/mnt")).ok()?;
+            let ns = fs::read_link(format!("/proc/self/fd/{}", handle.as_raw_fd()))
                 .ok()?
                 .to_string_lossy()
                 .into_owned();
-            (ns != host_ns).then_some(ns)
-        })
-        .unwrap_or_default();
+            (ns != host_ns).then_some((ns, handle))
+        });
+        let (mnt_ns, mnt_ns_handle) = match held {
+            Some((ns, h)) => (ns, Some(h)),
+            None => (String::new(), None),
+        };
         NsDaemon {
             child: Spawned {
                 child,
                 cmdline,
-                stdout_path: PathBuf::new(),
-                stderr_path: PathBuf::new(),
+                stdout_file: None,
+                stderr_file: None,
                 finished: false,
             },
             mnt_ns,
+            _mnt_ns_handle: mnt_ns_handle,
             log,
         }
     }
@@ -1005,7 +1108,17 @@ impl NsDaemon {
     }
 
     fn alive(&mut self) -> bool {
-        matches!(self.child.child.try_wait(), Ok(None))
+        if self.child.finished {
+            return false;
+        }
+        match self.child.child.try_wait() {
+            Ok(None) => true,
+            _ => {
+                // Reaped: its pid may be recycled from now on.
+                self.child.finished = true;
+                false
+            }
+        }
     }
 
     fn log_tail(&self) -> String {
@@ -1014,9 +1127,11 @@ impl NsDaemon {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    /// Pids in the daemon's mount namespace plus all their descendants.
-    fn family(&self) -> Vec<i32> {
-        let mut parent_of = Vec::new();
+    /// (pid, start time) of every process in the daemon's mount namespace
+    /// and of all their descendants (container processes live in their own
+    /// namespaces, but descend from the shims).
+    fn family(&mut self) -> Vec<(i32, u64)> {
+        let mut procs = Vec::new();
         let mut set: HashSet<i32> = HashSet::new();
         for pid in all_pids() {
             let ns = fs::read_link(format!("/proc/{pid}/ns/mnt"))
@@ -1025,19 +1140,16 @@ impl NsDaemon {
             if !self.mnt_ns.is_empty() && ns == self.mnt_ns {
                 set.insert(pid);
             }
-            let ppid = fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let after = s.rsplit_once(')')?.1.to_string();
-                    after.split_whitespace().nth(1)?.parse::<i32>().ok()
-                })
-                .unwrap_or(0);
-            parent_of.push((pid, ppid));
+            if let (Some(ppid), Some(start)) = (proc_ppid(pid), proc_start_time(pid)) {
+                procs.push((pid, ppid, start));
+            }
         }
-        set.insert(self.pid());
+        if self.alive() {
+            set.insert(self.pid());
+        }
         loop {
             let before = set.len();
-            for &(pid, ppid) in &parent_of {
+            for &(pid, ppid, _) in &procs {
                 if set.contains(&ppid) {
                     set.insert(pid);
                 }
@@ -1046,37 +1158,39 @@ impl NsDaemon {
                 break;
             }
         }
-        set.into_iter().collect()
+        procs
+            .into_iter()
+            .filter(|(pid, _, _)| set.contains(pid) && *pid > 1)
+            .map(|(pid, _, start)| (pid, start))
+            .collect()
     }
 
     /// SIGTERM the daemon, give it `grace`, then SIGKILL it and every
     /// process of its namespace/descendants.
     fn stop(&mut self, grace: Duration) {
         let victims = self.family();
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid()),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        if self.alive() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid()),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
         if self.child.wait_timeout(grace).is_none() {
             self.child.kill();
         }
         for _ in 0..50 {
-            let mut left: Vec<i32> = self.family();
+            let mut left = self.family();
             left.extend(
                 victims
                     .iter()
                     .copied()
-                    .filter(|p| Path::new(&format!("/proc/{p}")).exists()),
+                    .filter(|&(p, start)| proc_start_time(p) == Some(start)),
             );
-            left.retain(|&p| p != self.pid());
             if left.is_empty() {
                 break;
             }
-            for p in left {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(p),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+            for (pid, start) in left {
+                kill_exact(pid, start);
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -1389,6 +1503,8 @@ impl Drop for Dockerd {
 /// Run `cmd` with stdin/stdout/stderr on a fresh pseudo-terminal; return
 /// (exit output, everything read from the terminal).
 #[track_caller]
+// The child is reaped by try_wait (normal path) or wait (timeout path).
+#[allow(clippy::zombie_processes)]
 pub fn run_in_pty(cmd: &mut Command, timeout: Duration) -> (Output, String) {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
     use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -1467,12 +1583,4 @@ pub fn run_in_pty(cmd: &mut Command, timeout: Duration) -> (Output, String) {
             );
         }
     }
-}
-
-/// Current time in seconds (for unique-ish labels in logs).
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
