@@ -149,6 +149,22 @@ impl EnclaveConfig {
     }
 }
 
+/// Removes the enclave settings from an env list: they configure rune, not programs.
+pub fn strip_settings(env: &mut Vec<String>) {
+    let names = [
+        TYPE.env,
+        RUNTIME_PATH.env,
+        RUNTIME_ARGS.env,
+        RUNTIME_LOGLEVEL.env,
+    ];
+    env.retain(|entry| {
+        let name = entry
+            .split_once('=')
+            .map_or(entry.as_str(), |(name, _)| name);
+        !names.contains(&name)
+    });
+}
+
 /// The env value of `setting` (removing every entry of that name) or else its annotation. An
 /// empty value counts as unset.
 fn take(

@@ -31,6 +31,8 @@ pub enum EnclaveError {
     },
     #[error("{0}")]
     Protocol(String),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl EnclaveError {

@@ -41,6 +41,9 @@ pub struct HostFd {
 
 impl HostFd {
     pub fn of(fd: RawFd) -> Option<Self> {
+        if fd < 0 {
+            return None;
+        }
         let stat = nix::sys::stat::fstat(fd).ok()?;
         Some(Self {
             fd,
@@ -66,22 +69,26 @@ pub struct InitRunelet {
     config: EnclaveConfig,
     agent_listener: RawFd,
     host_fds: Arc<Vec<HostFd>>,
+    pal_fds: Arc<Vec<HostFd>>,
 }
 
 impl InitRunelet {
     /// `host_fds` are the fds rune held before it loaded the PAL: host files the container must
     /// not reach through `/proc/1/fd`. They are closed in the container before the PAL runs.
+    /// `pal_fds` are those the PAL's initialisers opened when it was loaded; they stay.
     pub fn new(
         library: Arc<PalLibrary>,
         config: EnclaveConfig,
         agent_listener: RawFd,
         host_fds: Vec<HostFd>,
+        pal_fds: Vec<HostFd>,
     ) -> Self {
         Self {
             library,
             config,
             agent_listener,
             host_fds: Arc::new(host_fds),
+            pal_fds: Arc::new(pal_fds),
         }
     }
 
@@ -92,6 +99,12 @@ impl InitRunelet {
                 host_fd.close_if_same();
             }
         }
+        // libcontainer's own fds that it closes by `execve` include handles on the host's
+        // /proc; the init-runelet never execs. Close every file and directory fd except what
+        // the PAL opened when it was loaded. Sockets and pipes stay: libcontainer still needs
+        // its channels until `start`.
+        let keep: Vec<RawFd> = self.pal_fds.iter().map(|f| f.fd).collect();
+        crate::fds::close_files_except(&keep);
         let signals = SignalPipe::install()?;
 
         let pal = self.library.negotiate()?;

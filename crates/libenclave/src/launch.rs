@@ -1,7 +1,7 @@
 //! Setting up an enclave container on the host, just before libcontainer creates it.
 
 use std::fs;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,6 +58,10 @@ pub fn prepare(
 ) -> Result<Launch, EnclaveError> {
     let host_fds = open_fds();
     let library = PalLibrary::open(&config.runtime_path)?;
+    let pal_fds: Vec<HostFd> = open_fds()
+        .into_iter()
+        .filter(|fd| !host_fds.contains(fd))
+        .collect();
 
     let mut effective = spec.clone();
     host::add_host_resources(&mut effective, config.enclave_type)?;
@@ -72,6 +76,7 @@ pub fn prepare(
             config.clone(),
             agent.as_raw_fd(),
             host_fds,
+            pal_fds,
         );
         Ok(Launch {
             bundle: dir,
@@ -89,12 +94,8 @@ pub fn prepare(
 /// enough, as an fd closed later (the directory listing's own, for one) gets reused by
 /// libcontainer before the container's init runs.
 fn open_fds() -> Vec<HostFd> {
-    let numbers: Vec<RawFd> = fs::read_dir("/proc/self/fd")
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    numbers.into_iter().filter_map(HostFd::of).collect()
+    crate::fds::open_fds()
+        .into_iter()
+        .filter_map(HostFd::of)
+        .collect()
 }

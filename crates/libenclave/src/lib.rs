@@ -9,6 +9,8 @@
 mod agent;
 mod config;
 mod error;
+mod exec;
+mod fds;
 pub mod host;
 mod init_runelet;
 pub mod launch;
@@ -21,6 +23,7 @@ mod state;
 
 pub use config::{EnclaveConfig, EnclaveType};
 pub use error::EnclaveError;
+pub use exec::adapt_exec_process;
 pub use init_runelet::InitRunelet;
 pub use runelet::Runelet;
 pub use sealed::ensure_sealed_exe;

@@ -6,11 +6,19 @@ use std::path::Path;
 
 use oci_spec::runtime::Spec;
 
-/// argv and env exactly as config.json lists them (order kept, empty strings kept).
+/// argv and env exactly as config.json lists them (order kept, empty strings kept), plus
+/// `HOME` when config.json has none: libcontainer (like runc) derives it from the user's passwd
+/// entry and has put it in this process's env, and a workload must see the same env in an
+/// enclave as outside one.
 pub fn argv_env(spec: &Spec) -> (Vec<String>, Vec<String>) {
     let process = spec.process().as_ref();
     let argv = process.and_then(|p| p.args().clone()).unwrap_or_default();
-    let env = process.and_then(|p| p.env().clone()).unwrap_or_default();
+    let mut env = process.and_then(|p| p.env().clone()).unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        if let Ok(home) = std::env::var("HOME") {
+            env.push(format!("HOME={home}"));
+        }
+    }
     (argv, env)
 }
 

@@ -34,6 +34,10 @@ impl Runelet {
 
     fn run(&self, spec: &Spec) -> Result<i32, EnclaveError> {
         let _ = nix::sys::prctl::set_name(c"runelet");
+        // libcontainer hands its processes fds that are closed by their `execve` (the pipe on
+        // which `rune exec` waits for that exec, for one); the runelet never execs, so close
+        // them itself, or `rune exec` would wait for the whole process instead.
+        crate::fds::close_all_except(&[0, 1, 2, self.agent]);
         let signals = SignalPipe::install()?;
         // SAFETY: rune placed the connected agent socket at this fd for this process alone.
         let mut stream = unsafe { UnixStream::from_raw_fd(self.agent) };

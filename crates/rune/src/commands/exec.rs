@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,10 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{
+    Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
+};
+use nix::sys::signal::SigSet;
 use oci_spec::runtime::{Process, Spec};
 
 use super::create::absolute;
@@ -36,10 +41,15 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<u8> {
         }
         None => None,
     };
-    let process = match &args.process {
+    let mut process = match &args.process {
         Some(path) => read_process(path)?,
         None => process_from_flags(&container, args)?,
     };
+    if enclave.is_some() {
+        let own = container_process(&container)?;
+        libenclave::adapt_exec_process(&own, &mut process)
+            .with_context(|| format!("cannot exec in container {id:?}"))?;
+    }
     let terminal = process.terminal().unwrap_or(false);
     let process_file = ProcessFile::write(&container, &process)?;
 
@@ -56,7 +66,15 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<u8> {
     let builder = ContainerBuilder::new(id.to_string(), SyscallType::default());
     let builder = match &agent {
         Some(agent) => builder.with_executor(libenclave::Runelet::new(agent.as_raw_fd())),
-        None => builder.with_executor(DefaultExecutor {}),
+        None => builder.with_executor(SignalsUnblocked(DefaultExecutor {})),
+    };
+    // The process runs as soon as it is built, so a signal meant for it can arrive before
+    // `build` returns: block signals first and forward them afterwards. The process inherits
+    // the blocked mask; its executor unblocks them.
+    let foreground = if args.detach {
+        None
+    } else {
+        Some(Foreground::new(false)?)
     };
     let pid = builder
         .with_root_path(&global.root)?
@@ -75,10 +93,9 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<u8> {
     drop(agent);
     tracing::info!(id, %pid, "exec started");
 
-    if args.detach {
+    let Some(foreground) = foreground else {
         return Ok(0);
-    }
-    let foreground = Foreground::new(false)?;
+    };
     let proxy = own_console
         .map(|console| console.into_master().and_then(Proxy::start))
         .transpose()?;
@@ -103,10 +120,7 @@ fn process_from_flags(container: &Container, args: &liboci_cli::Exec) -> Result<
     if args.command.is_empty() {
         bail!("nothing to exec: give a command or --process FILE");
     }
-    let config = container.bundle().join("config.json");
-    let spec = Spec::load(&config)
-        .with_context(|| format!("cannot read the container's config {}", config.display()))?;
-    let mut process = spec.process().clone().unwrap_or_default();
+    let mut process = container_process(container)?;
 
     process.set_args(Some(args.command.clone()));
     process.set_terminal(Some(args.tty));
@@ -143,10 +157,22 @@ fn process_from_flags(container: &Container, args: &liboci_cli::Exec) -> Result<
     Ok(process)
 }
 
+/// The container's own process, from the config it runs.
+fn container_process(container: &Container) -> Result<Process> {
+    let config = container.bundle().join("config.json");
+    let spec = Spec::load(&config)
+        .with_context(|| format!("cannot read the container's config {}", config.display()))?;
+    Ok(spec.process().clone().unwrap_or_default())
+}
+
 fn add_capabilities(process: &mut Process, names: &[String]) -> Result<()> {
     let mut caps = process.capabilities().clone().unwrap_or_default();
     for name in names {
-        let cap = name
+        // runc takes CAP_SYS_ADMIN; oci-spec parses SYS_ADMIN.
+        let upper = name.to_ascii_uppercase();
+        let cap = upper
+            .strip_prefix("CAP_")
+            .unwrap_or(&upper)
             .parse::<oci_spec::runtime::Capability>()
             .map_err(|_| anyhow::anyhow!("--cap {name:?}: unknown capability"))?;
         let add = |set: &Option<oci_spec::runtime::Capabilities>| {
@@ -183,5 +209,24 @@ impl ProcessFile {
 impl Drop for ProcessFile {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// The default executor, first unblocking the signals rune blocked before creating the process.
+#[derive(Clone)]
+struct SignalsUnblocked<E>(E);
+
+impl<E: Executor + Clone + 'static> Executor for SignalsUnblocked<E> {
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        self.0.validate(spec)
+    }
+
+    fn setup_envs(&self, envs: HashMap<String, String>) -> Result<(), ExecutorSetEnvsError> {
+        self.0.setup_envs(envs)
+    }
+
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        let _ = SigSet::all().thread_unblock();
+        self.0.exec(spec)
     }
 }
