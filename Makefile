@@ -5,6 +5,7 @@ SHELL := /bin/bash
 CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib/rune
 RELEASE_BIN := target/release/rune
 
 .PHONY: all build install uninstall test demo bench deps fmt lint clean help
@@ -23,13 +24,15 @@ deps:
 	bash scripts/install-deps.sh
 
 build: deps
-	$(CARGO) build --release -p rune
+	$(CARGO) build --release -p rune -p rune-enclave -p liberpal-software
 
 install: build
 	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(BINDIR)/rune
+	install -D -m 0755 target/release/rune-enclave $(DESTDIR)$(BINDIR)/rune-enclave
+	install -D -m 0644 target/release/libliberpal_software.so $(DESTDIR)$(LIBDIR)/liberpal-software.so
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/rune
+	rm -f $(DESTDIR)$(BINDIR)/rune $(DESTDIR)$(BINDIR)/rune-enclave $(DESTDIR)$(LIBDIR)/liberpal-software.so
 
 test:
 	bash scripts/test.sh

@@ -15,10 +15,11 @@ PACKAGES=(
     gcc make pkg-config libseccomp-dev protobuf-compiler libsystemd-dev
     # runtimes and engines the tests, demo and benchmark compare with or drive
     runc containerd docker.io
-    # images: a static busybox for root filesystems, umoci and skopeo to build OCI images
-    busybox-static umoci skopeo
-    # tools used by the scripts and tests
-    jq util-linux iproute2
+    # images: a static busybox for root filesystems, umoci and skopeo to build OCI images,
+    # debootstrap for a Debian rootfs with python3 (a dynamically linked enclave workload)
+    busybox-static umoci skopeo debootstrap
+    # tools used by the scripts and tests; openssl signs enclave images in two-step tests
+    jq util-linux iproute2 openssl
 )
 
 installed() {

@@ -4,11 +4,14 @@
 # archive that `ctr images import` and `docker load` accept. Source it (after common.sh).
 #
 #   image_busybox_rootfs DIR                    fill DIR with a busybox root filesystem
-#   image_build_busybox_oci LAYOUT TAG          make OCI layout LAYOUT with image LAYOUT:TAG
-#                                               (uses LAYOUT.bundle as scratch space)
+#   image_build_busybox_oci LAYOUT TAG [HOOK]   make OCI layout LAYOUT with image LAYOUT:TAG
+#                                               (uses LAYOUT.bundle as scratch space); HOOK,
+#                                               a function, gets the rootfs before packing
+#                                               (to sign an enclave image into it, say)
 #   image_to_archive LAYOUT TAG ARCHIVE NAME [docker-archive|oci-archive]
 #                                               write LAYOUT:TAG to ARCHIVE, named NAME
-#   image_build_busybox_archive WORKDIR NAME    all of it: prints the archive's path
+#   image_build_busybox_archive WORKDIR NAME [HOOK]
+#                                               all of it: prints the archive's path
 
 IMAGE_PATH_ENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -42,13 +45,14 @@ image_busybox_rootfs() {
 }
 
 image_build_busybox_oci() {
-    local layout="$1" tag="$2" bundle
+    local layout="$1" tag="$2" hook="${3:-}" bundle
     [ -d "$layout" ] || umoci init --layout "$layout"
     umoci new --image "$layout:$tag"
     bundle="$layout.bundle" # beside the layout, so a failure leaves nothing elsewhere
     rm -rf "$bundle"
     umoci unpack --image "$layout:$tag" "$bundle" >/dev/null
     image_busybox_rootfs "$bundle/rootfs"
+    [ -z "$hook" ] || "$hook" "$bundle/rootfs"
     umoci repack --image "$layout:$tag" "$bundle"
     rm -rf "$bundle"
     umoci config --image "$layout:$tag" \
@@ -76,10 +80,10 @@ image_to_archive() {
 }
 
 image_build_busybox_archive() {
-    local work="$1" name="$2"
+    local work="$1" name="$2" hook="${3:-}"
     mkdir -p "$work"
     rm -rf "$work/oci"
-    image_build_busybox_oci "$work/oci" busybox >&2
+    image_build_busybox_oci "$work/oci" busybox "$hook" >&2
     image_to_archive "$work/oci" busybox "$work/busybox.tar" "$name" docker-archive >&2
     printf '%s\n' "$work/busybox.tar"
 }

@@ -83,6 +83,23 @@ impl EnclaveType {
     }
 }
 
+impl EnclaveType {
+    /// What this form of enclave protects, for the operator's log: a software enclave must
+    /// never pass for a hardware one.
+    pub fn protection(self) -> &'static str {
+        match self {
+            EnclaveType::IntelSgx => "hardware enclave: encrypted, integrity-protected memory",
+            EnclaveType::AwsNitroEnclaves => "hardware-isolated VM without host access",
+            EnclaveType::Jailhouse => "partitioned cell",
+            EnclaveType::Software => {
+                "software enclave: measured, signed and confined; no memory encryption, \
+                 host root and the kernel can read it"
+            }
+            EnclaveType::Kvm => "KVM-isolated enclave; the host kernel is trusted",
+        }
+    }
+}
+
 impl fmt::Display for EnclaveType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

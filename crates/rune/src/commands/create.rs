@@ -84,6 +84,7 @@ pub fn launch(global: &GlobalOpts, opts: &LaunchOpts, prepared: &Prepared) -> Re
                     id = opts.id,
                     pid = container.pid().map(|p| p.as_raw()),
                     enclave = %config.enclave_type,
+                    protection = config.enclave_type.protection(),
                     pal = %config.runtime_path.display(),
                     "created enclave container"
                 ),
