@@ -8,6 +8,7 @@
 # Environment: SKIP_DEPS=1 skips scripts/install-deps.sh; KEEP_WORKDIR=1 keeps the work
 # directory (image, key, policy, containerd log) for inspection.
 set -euo pipefail
+shopt -s inherit_errexit
 # shellcheck source=scripts/lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 # shellcheck source=scripts/lib/image.sh
@@ -44,12 +45,14 @@ trap 'exit 130' INT TERM
 
 # The image author's side: a signing key, and the image signed before it is packed.
 log "generating the image author's signing key (RSA-3072, e=3)"
-signer="$("$rune_enclave" keygen --out "$work/author-key.pem" 2>/dev/null | tail -n 1)"
+key="$work/author-key.pem"
+inspect="$work/inspect.txt"
+signer="$("$rune_enclave" keygen --out "$key" 2>/dev/null | tail -n 1)"
 sign_rootfs() {
     "$rune_enclave" build --rootfs "$1" --entrypoint /bin/sh --entrypoint /bin/busybox \
         --writable /tmp --env PATH=/bin:/usr/bin >&2
-    "$rune_enclave" sign --rootfs "$1" --key "$work/author-key.pem" >&2
-    "$rune_enclave" inspect --rootfs "$1" >"$work/inspect.txt"
+    "$rune_enclave" sign --rootfs "$1" --key "$key" >&2
+    "$rune_enclave" inspect --rootfs "$1" >"$inspect"
 }
 
 image=docker.io/library/rune-busybox-enclave:latest
@@ -76,7 +79,7 @@ ctrd_ctr run --rm --fifo-dir "$CTRD_DIR/fifo" --runc-binary "$runtime" \
     --env ENCLAVE_TYPE=software --env ENCLAVE_RUNTIME_PATH="$pal" \
     "$image" "$id" sh -c 'echo "hello from a software enclave (pid $$ in the container)"; uname -sr' </dev/null
 echo "---------------------------------------------------------------------------"
-grep -E '^(measurement|signer|debug):' "$work/inspect.txt"
+grep -E '^(measurement|signer|debug):' "$inspect"
 echo "---------------------------------------------------------------------------"
 log "demo finished: the workload ran in a software enclave under rune and was removed"
 log "(a software enclave is measured, signed and confined; it has no memory encryption)"

@@ -33,6 +33,9 @@ pub enum EnclaveError {
     Protocol(String),
     #[error("{0}")]
     Unsupported(String),
+    /// A PAL call failed and the PAL said why on stderr.
+    #[error("{error}: {said}")]
+    PalSaid { error: pal::PalError, said: String },
 }
 
 impl EnclaveError {

@@ -37,3 +37,37 @@ pub fn close_files_except(keep: &[RawFd]) {
         }
     }
 }
+
+/// Runs `f` with fd 2 going into a buffer, and returns what was written there (its last 4 KiB).
+/// A thread drains the pipe, so a chatty `f` cannot block on a full pipe.
+pub fn capture_stderr<T>(f: impl FnOnce() -> T) -> (T, String) {
+    let Ok((read, write)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+        return (f(), String::new());
+    };
+    let Ok(saved) = nix::unistd::dup(2) else {
+        return (f(), String::new());
+    };
+    let drain = std::thread::spawn(move || {
+        let mut file = std::fs::File::from(read);
+        let mut kept: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut file, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&buf[..n]);
+            if kept.len() > 4096 {
+                kept.drain(..kept.len() - 4096);
+            }
+        }
+        String::from_utf8_lossy(&kept).into_owned()
+    });
+    let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&write), 2);
+    drop(write);
+    let result = f();
+    // Restoring fd 2 closes the pipe's last writer, which ends the drain.
+    let _ = nix::unistd::dup2(saved, 2);
+    let _ = nix::unistd::close(saved);
+    let said = drain.join().unwrap_or_default();
+    (result, said)
+}

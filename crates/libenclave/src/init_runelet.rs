@@ -108,11 +108,31 @@ impl InitRunelet {
         let signals = SignalPipe::install()?;
 
         let pal = self.library.negotiate()?;
-        pal.init(
-            &self.config.runtime_args,
-            &self.config.runtime_loglevel,
-            None,
-        )?;
+        let (result, said) = crate::fds::capture_stderr(|| {
+            pal.init(
+                &self.config.runtime_args,
+                &self.config.runtime_loglevel,
+                None,
+            )
+        });
+        if let Err(err) = result {
+            // The PAL's own words say why; the PAL API only carries an errno.
+            let reason = said
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            return Err(match reason {
+                "" => err.into(),
+                reason => EnclaveError::PalSaid {
+                    error: err,
+                    said: reason.trim().to_string(),
+                },
+            });
+        }
+        if !said.is_empty() {
+            eprint!("{said}");
+        }
         tracing::debug!(pal = %pal.path().display(), version = pal.version(), "enclave initialised");
 
         let enclave = Arc::new(Enclave {

@@ -1,16 +1,18 @@
 //! Signals for processes that stay rune (the init-runelet and the runelet): a handler writes each
-//! signal number into a pipe and a thread acts on it.
+//! signal number into a socket and a thread acts on it.
+//!
+//! A socket, not a pipe, so that the handler can write with MSG_NOSIGNAL: once the reading end
+//! is gone, a pipe write raises SIGPIPE, which runs the handler, which writes again, forever.
 //!
 //! Handlers rather than a blocked mask, because the enclave runtime forks the workload from these
 //! processes: a blocked mask would survive its execve and leave the workload deaf to signals,
 //! while caught signals return to their default action there.
 
-use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::IntoRawFd;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use nix::fcntl::OFlag;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
 use crate::error::EnclaveError;
@@ -21,10 +23,15 @@ extern "C" fn on_signal(signal: libc::c_int) {
     let fd = PIPE_WRITE.load(Ordering::Relaxed);
     if fd >= 0 {
         let byte = signal as u8;
-        // SAFETY: write(2) and errno access are async-signal-safe; `byte` outlives the call.
+        // SAFETY: send(2) and errno access are async-signal-safe; `byte` outlives the call.
         unsafe {
             let saved = *libc::__errno_location();
-            libc::write(fd, (&byte as *const u8).cast(), 1);
+            libc::send(
+                fd,
+                (&byte as *const u8).cast(),
+                1,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            );
             *libc::__errno_location() = saved;
         }
     }
@@ -46,22 +53,17 @@ fn is_catchable(signal: Signal) -> bool {
     )
 }
 
-/// The read end of the signal pipe.
+/// The reading end of the signal socket.
 pub struct SignalPipe {
-    read: File,
+    read: UnixStream,
 }
 
 impl SignalPipe {
     /// Installs the handler for every catchable signal and unblocks them. Call once per process.
     pub fn install() -> Result<Self, EnclaveError> {
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-            .map_err(|e| EnclaveError::io("creating the signal pipe", e.into()))?;
-        nix::fcntl::fcntl(
-            write.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
-        )
-        .map_err(|e| EnclaveError::io("creating the signal pipe", e.into()))?;
-        // The write end lives as long as the process: the handler may run at any time.
+        let (read, write) =
+            UnixStream::pair().map_err(|e| EnclaveError::io("creating the signal socket", e))?;
+        // The writing end lives as long as the process: the handler may run at any time.
         PIPE_WRITE.store(write.into_raw_fd(), Ordering::Relaxed);
 
         let action = SigAction::new(
@@ -79,9 +81,7 @@ impl SignalPipe {
         }
         nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&mask), None)
             .map_err(|e| EnclaveError::io("unblocking signals", e.into()))?;
-        Ok(Self {
-            read: File::from(read),
-        })
+        Ok(Self { read })
     }
 
     /// Blocks until the next signal arrives.
