@@ -1,32 +1,48 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317 # row functions and traps are called indirectly
-# Benchmark rune against runc: both run the same bundles (a busybox root filesystem and a
-# config made by `runc spec`, terminal off), interleaved round by round (rune, runc, rune,
-# runc, ...), each round with a fresh --root directory. The wall time of whole commands is
-# measured with bash's $EPOCHREALTIME (no fork around the timed commands). Prints a table
-# of medians and one machine-readable line per row:
-#     BENCH <row> <rune_ms> <runc_ms> <ratio rune/runc>
+# Benchmark rune: against runc, and enclave containers against plain ones. Each row times one
+# thing done two ways, its sides "a" and "b", interleaved round by round (a, b, a, b, ...),
+# each round with a fresh --root directory:
+#   - runtime rows (bench_row): a = rune, b = runc, on the same bundle (a busybox root
+#     filesystem and a config made by `runc spec`, terminal off);
+#   - variant rows (bench_pair): a and b both run rune, each on its own bundle (here: the same
+#     signed busybox image as a software enclave container, a, and as a plain container, b);
+#   - single rows (bench_single): side a only, nothing to compare with (rune-enclave build+sign).
+# The wall time of whole commands is measured with bash's $EPOCHREALTIME (no fork around the
+# timed commands). Prints a table of medians (the last column says what a and b are) and one
+# machine-readable line per row:
+#     BENCH <row> <a_ms> <b_ms> <ratio a/b>        (b_ms and ratio are "-" for single rows)
+# For runtime rows that is BENCH <row> <rune_ms> <runc_ms> <ratio rune/runc>, as before.
 # Nothing is asserted about the times. Exit status: 0 unless a row failed.
 #
 # Environment:
-#   RUNE=path     runtime measured as "rune" (default: target/release/rune; make bench builds it)
+#   RUNE=path     rune binary (default: target/release/rune; make bench builds it)
 #   RUNC=path     runtime measured as "runc" (default: runc on PATH)
-#   ROUNDS=N      timed rounds per runtime and row (default 30, at least 1)
-#   WARMUP=N      untimed rounds per runtime before each row (default 2)
-#   ORDER=alternate|abba  alternate: rune first in every round (rune, runc, rune, runc,
-#                 ...); abba: runc first in even rounds, which cancels any advantage of
-#                 going first or second (default alternate)
+#   RUNE_ENCLAVE=path  rune-enclave binary for the enclave rows (default:
+#                 target/release/rune-enclave; make bench builds it)
+#   RUNE_PAL=path the software enclave PAL for the enclave rows (default:
+#                 target/release/libliberpal_software.so; make bench builds it)
+#   ROUNDS=N      timed rounds per side and row (default 30, at least 1)
+#   WARMUP=N      untimed rounds per side before each row (default 2)
+#   ORDER=alternate|abba  alternate: a first in every round (a, b, a, b, ...); abba: b first
+#                 in even rounds, which cancels any advantage of going first or second
+#                 (default alternate)
 #   BENCH_ROWS=a,b  only the rows whose names are listed (default: all)
 #   SKIP_DEPS=1   do not run scripts/install-deps.sh
 #   KEEP_WORKDIR=1  keep the work directory (bundles, runtime logs)
 #
 # Adding a row: write a function row_<x>_timed (and, if needed, row_<x>_setup and
-# row_<x>_teardown), then register it below with `bench_row "<name>" '<args JSON>' row_<x>`.
+# row_<x>_teardown), then register it below with one line:
+#   bench_row "<name>" '<args JSON>' row_<x>                 rune vs runc, one bundle
+#   bench_pair "<name>" '<args JSON>' row_<x> "<a>" "<b>"     rune vs rune, two bundles; the
+#       bundles start as the runtime rows' (same args) and row_<x>_bundle SIDE DIR (SIDE is a
+#       or b) edits each: config.json, rootfs, ...; "<a>" and "<b>" say what the sides are
+#   bench_single "<name>" row_<x> "<what>"                   side a only
 # Each function gets: RT (runtime binary), ROOT (its --root for this round), ID (container
-# id), BUNDLE (the row's bundle directory), and may use the file $ROOT.pid; `rt ARGS...`
-# runs "$RT" --root "$ROOT" ARGS with stdin from /dev/null and output appended to the
-# round's log. Setup and teardown are not timed; teardown must leave no container behind
-# (the default one force-deletes ID).
+# id), BUNDLE (the side's bundle directory), SIDE (a or b), and may use the file $ROOT.pid;
+# `rt ARGS...` runs "$RT" --root "$ROOT" ARGS with stdin from /dev/null and output appended
+# to the round's log. Setup and teardown are not timed; teardown must leave no container
+# behind (the default one force-deletes ID).
 set -uo pipefail
 export LC_ALL=C
 # shellcheck source=scripts/lib/common.sh
@@ -38,13 +54,35 @@ export LC_ALL=C
 # Rows
 
 ROW_NAMES=()
-declare -A ROW_ARGS ROW_FN
+declare -A ROW_ARGS ROW_FN ROW_KIND ROW_A ROW_B
 
-# bench_row NAME ARGS_JSON PREFIX: a row named NAME whose container runs ARGS_JSON.
+# bench_row NAME ARGS_JSON PREFIX: a row named NAME whose container runs ARGS_JSON, in rune (a)
+# and in runc (b).
 bench_row() {
     ROW_NAMES+=("$1")
     ROW_ARGS["$1"]="$2"
     ROW_FN["$1"]="$3"
+    ROW_KIND["$1"]=runtimes
+    ROW_A["$1"]=rune
+    ROW_B["$1"]=runc
+}
+
+# bench_pair NAME ARGS_JSON PREFIX A_WHAT B_WHAT: both sides in rune, each on its own bundle
+# (PREFIX_bundle a|b DIR makes the difference).
+bench_pair() {
+    bench_row "$1" "$2" "$3"
+    ROW_KIND["$1"]=variants
+    ROW_A["$1"]="$4"
+    ROW_B["$1"]="$5"
+}
+
+# bench_single NAME PREFIX WHAT: side a only (RT is rune; the bundle is a runtime row's, for
+# rows that need one).
+bench_single() {
+    bench_row "$1" '["true"]' "$2"
+    ROW_KIND["$1"]=single
+    ROW_A["$1"]="$3"
+    ROW_B["$1"]=-
 }
 
 # run true: foreground `run` of a container running `true`; the delete is not timed.
@@ -69,14 +107,104 @@ row_exec_teardown() {
     rt delete --force "$ID"
 }
 
+# --- Software enclave rows: the same signed image as an enclave container (a) and as a plain
+# container (b), both in rune; and the client-side image build. See enclave_setup below.
+
+# run true of the signed busybox image: a enclave, b plain.
+row_enclave_bundle() { enclave_bundle "$1" "$2" busybox-rootfs; }
+row_enclave_timed() { row_run_timed; }
+
+# The same with ~100 MB of trusted files (5 random files of 20 MiB in /data, all measured),
+# which pal_init hashes at every start.
+row_enclave100_bundle() { enclave_bundle "$1" "$2" 100mb-rootfs; }
+row_enclave100_timed() { row_run_timed; }
+
+# rune-enclave build + sign of a ~100 MB rootfs (busybox + the 5 random files, all trusted).
+row_buildsign_setup() { enclave_setup; }
+row_buildsign_timed() {
+    "$RUNE_ENCLAVE_BIN" build --rootfs "$ENCLAVE_WORK/build-rootfs" --entrypoint /bin/true \
+        --entrypoint /bin/sh --trust /data --writable /tmp >>"$RTLOG" 2>&1 &&
+        "$RUNE_ENCLAVE_BIN" sign --rootfs "$ENCLAVE_WORK/build-rootfs" \
+            --key "$ENCLAVE_WORK/key.pem" >>"$RTLOG" 2>&1
+}
+row_buildsign_teardown() { :; }
+
 bench_row "run true" '["true"]' row_run
 bench_row "create+start+delete" '["true"]' row_csd
 bench_row "exec true" '["sleep","1000"]' row_exec
+bench_pair "enclave run true" '["true"]' row_enclave \
+    "rune, software enclave (signed busybox)" "rune, plain container (same rootfs)"
+bench_pair "enclave run true 100MB" '["true"]' row_enclave100 \
+    "rune, software enclave (busybox + 100 MB trusted)" "rune, plain container (same rootfs)"
+bench_single "rune-enclave build+sign 100MB" row_buildsign \
+    "rune-enclave build + sign, ~100 MB rootfs (no counterpart)"
+
+# ---------------------------------------------------------------------------------------
+# Software enclave images (made once, the first time an enclave row needs them)
+
+ENCLAVE_WORK=""
+
+# enclave_setup: a signing key, the node's policy and report key (exported for rune, which
+# reads them when it loads the PAL), and three root filesystems made from the bench's busybox
+# rootfs: busybox-rootfs (signed image; entrypoints /bin/true and /bin/sh), 100mb-rootfs (the
+# same plus /data/blob1..5, 20 MiB of random bytes each, trusted) and build-rootfs (an unbuilt
+# copy of 100mb-rootfs for the build+sign row).
+enclave_setup() {
+    [ -z "$ENCLAVE_WORK" ] || return 0
+    local w="$WORK/enclave" signer i
+    [ -x "$RUNE_ENCLAVE_BIN" ] || {
+        warn "no rune-enclave binary ($RUNE_ENCLAVE_BIN): run 'make bench' or set RUNE_ENCLAVE"
+        return 1
+    }
+    [ -f "$RUNE_PAL_SO" ] || {
+        warn "no software PAL ($RUNE_PAL_SO): run 'make bench' or set RUNE_PAL"
+        return 1
+    }
+    mkdir -p "$w" || return 1
+    log "enclave rows: signing key, policy, images (100 MB of random files)"
+    signer="$("$RUNE_ENCLAVE_BIN" keygen --out "$w/key.pem" 2>>"$w/setup.log" | tail -n1)" || return 1
+    printf 'allowed_signers = ["%s"]\nallow_debug = false\n' "$signer" >"$w/policy.toml"
+    head -c 32 /dev/urandom >"$w/report.key" && chmod 600 "$w/report.key" || return 1
+    export RUNE_SOFTWARE_ENCLAVE_POLICY="$w/policy.toml"
+    export RUNE_SOFTWARE_ENCLAVE_REPORT_KEY="$w/report.key"
+    cp -a "$WORK/rootfs" "$w/busybox-rootfs" || return 1
+    cp -a "$WORK/rootfs" "$w/100mb-rootfs" || return 1
+    mkdir -p "$w/100mb-rootfs/data"
+    for i in 1 2 3 4 5; do
+        head -c $((20 << 20)) /dev/urandom >"$w/100mb-rootfs/data/blob$i" || return 1
+    done
+    cp -a "$w/100mb-rootfs" "$w/build-rootfs" || return 1
+    if ! {
+        "$RUNE_ENCLAVE_BIN" build --rootfs "$w/busybox-rootfs" --entrypoint /bin/true \
+            --entrypoint /bin/sh --writable /tmp &&
+            "$RUNE_ENCLAVE_BIN" sign --rootfs "$w/busybox-rootfs" --key "$w/key.pem" &&
+            "$RUNE_ENCLAVE_BIN" build --rootfs "$w/100mb-rootfs" --entrypoint /bin/true \
+                --entrypoint /bin/sh --trust /data --writable /tmp &&
+            "$RUNE_ENCLAVE_BIN" sign --rootfs "$w/100mb-rootfs" --key "$w/key.pem"
+    } >>"$w/setup.log" 2>&1; then
+        warn "building the enclave images failed (log: $w/setup.log)"
+        tail -n 5 "$w/setup.log" >&2
+        return 1
+    fi
+    ENCLAVE_WORK="$w"
+}
+
+# enclave_bundle SIDE DIR NAME: point the bundle in DIR at the rootfs NAME of enclave_setup;
+# side a also asks for a software enclave (the env docker and containerd users set).
+enclave_bundle() {
+    local side="$1" dir="$2" rootfs
+    enclave_setup || return 1
+    rootfs="$ENCLAVE_WORK/$3"
+    jq --arg root "$rootfs" --arg pal "$RUNE_PAL_SO" --arg side "$side" \
+        '.root.path = $root
+         | if $side == "a" then .process.env += ["ENCLAVE_TYPE=software", "ENCLAVE_RUNTIME_PATH=" + $pal] else . end' \
+        "$dir/config.json" >"$dir/config.json.new" && mv "$dir/config.json.new" "$dir/config.json"
+}
 
 # ---------------------------------------------------------------------------------------
 # Machinery
 
-RT="" ROOT="" ID="" BUNDLE="" RTLOG=/dev/null
+RT="" ROOT="" ID="" BUNDLE="" SIDE="" RTLOG=/dev/null
 
 rt() { "$RT" --root "$ROOT" "$@" </dev/null >>"$RTLOG" 2>&1; }
 
@@ -97,18 +225,35 @@ wait_exited() {
 
 usec() { local t="${1/./}"; printf '%s\n' "$((10#$t))"; }
 
-# one_round LABEL BINARY ROW ROUND TIMED(0/1): prints elapsed microseconds of the timed part.
+# side_runtime ROW SIDE: the runtime label (rune or runc) of a side of a row.
+side_runtime() {
+    if [ "${ROW_KIND[$1]}" = runtimes ] && [ "$2" = b ]; then echo runc; else echo rune; fi
+}
+
+# side_bundle ROW SIDE: the bundle directory of a side of a row.
+side_bundle() {
+    if [ "${ROW_KIND[$1]}" = variants ]; then
+        echo "$WORK/bundles/${SLUG[$1]}.$2"
+    else
+        echo "$WORK/bundles/${SLUG[$1]}"
+    fi
+}
+
+# one_round SIDE ROW ROUND: sets ELAPSED to the microseconds of the timed part.
 one_round() {
-    local label="$1" row="$2" round="$3" fn="${ROW_FN[$2]}" t0 t1 rc
+    local side="$1" row="$2" round="$3" fn="${ROW_FN[$2]}" t0 t1 rc label
+    label="$(side_runtime "$row" "$side")"
+    # shellcheck disable=SC2034 # for the row functions
+    SIDE="$side"
     RT="${BIN[$label]}"
-    ROOT="$WORK/roots/$label-$round"
+    ROOT="$WORK/roots/$label-$side-$round"
     ID="bench-$$-$round"
-    BUNDLE="$WORK/bundles/${SLUG[$row]}"
-    RTLOG="$WORK/logs/$label-${SLUG[$row]}.log"
+    BUNDLE="$(side_bundle "$row" "$side")"
+    RTLOG="$WORK/logs/${SLUG[$row]}.$side.log"
     rm -rf "$ROOT" && mkdir -p "$ROOT"
     printf -- '--- %s round %s\n' "$row" "$round" >>"$RTLOG"
     if declare -F "${fn}_setup" >/dev/null && ! "${fn}_setup"; then
-        warn "$label: setup of \"$row\" failed (log: $RTLOG)"
+        warn "$side ($label): setup of \"$row\" failed (log: $RTLOG)"
         cleanup_root
         return 1
     fi
@@ -119,7 +264,7 @@ one_round() {
     if declare -F "${fn}_teardown" >/dev/null; then "${fn}_teardown" || true; else default_teardown; fi
     cleanup_root
     if [ "$rc" -ne 0 ]; then
-        warn "$label: \"$row\" failed with status $rc (log: $RTLOG)"
+        warn "$side ($label): \"$row\" failed with status $rc (log: $RTLOG)"
         tail -n 5 "$RTLOG" >&2
         return 1
     fi
@@ -159,6 +304,8 @@ ORDER="${ORDER:-alternate}"
 declare -A BIN SLUG
 BIN[rune]="$(readlink -f "$(command -v "${RUNE:-$(rune_release_bin)}" || true)")"
 BIN[runc]="$(readlink -f "$(command -v "${RUNC:-runc}" || true)")"
+RUNE_ENCLAVE_BIN="$(readlink -f "${RUNE_ENCLAVE:-$(dirname "$(rune_release_bin)")/rune-enclave}")"
+RUNE_PAL_SO="$(readlink -f "${RUNE_PAL:-$(dirname "$(rune_release_bin)")/libliberpal_software.so}")"
 [ -x "${BIN[rune]}" ] || die "no rune binary (${RUNE:-$(rune_release_bin)}): run 'make bench' or set RUNE"
 [ -x "${BIN[runc]}" ] || die "no runc binary (${RUNC:-runc}): set RUNC"
 command -v jq >/dev/null || die "jq is missing"
@@ -192,34 +339,51 @@ mkdir -p "$WORK"/{roots,bundles,logs,results}
 image_busybox_rootfs "$WORK/rootfs"
 "${BIN[runc]}" spec --bundle "$WORK" || die "runc spec failed"
 mv "$WORK/config.json" "$WORK/spec.json"
+# sides ROW: the sides a row times.
+sides() { if [ "${ROW_KIND[$1]}" = single ]; then echo a; else echo a b; fi; }
+
+failed=0
 for row in "${selected[@]}"; do
     slug="${row// /_}"
     SLUG[$row]="$slug"
-    mkdir -p "$WORK/bundles/$slug"
-    jq --arg root "$WORK/rootfs" --argjson args "${ROW_ARGS[$row]}" \
-        '.process.args = $args | .process.terminal = false | .root.path = $root
-         | .root.readonly = true | .hostname = "bench"' \
-        "$WORK/spec.json" >"$WORK/bundles/$slug/config.json" || die "bad args for row \"$row\""
+    for side in $(sides "$row"); do
+        dir="$(side_bundle "$row" "$side")"
+        mkdir -p "$dir"
+        jq --arg root "$WORK/rootfs" --argjson args "${ROW_ARGS[$row]}" \
+            '.process.args = $args | .process.terminal = false | .root.path = $root
+             | .root.readonly = true | .hostname = "bench"' \
+            "$WORK/spec.json" >"$dir/config.json" || die "bad args for row \"$row\""
+        if [ "${ROW_KIND[$row]}" = variants ] && ! "${ROW_FN[$row]}_bundle" "$side" "$dir"; then
+            warn "cannot make bundle $side of \"$row\""
+            SLUG[$row]="" # marks the row as failed
+        fi
+    done
 done
 
 log "rune: ${BIN[rune]}"
 log "runc: ${BIN[runc]} ($("${BIN[runc]}" --version | head -n1))"
-log "$ROUNDS rounds per runtime and row, interleaved ($ORDER), after $WARMUP warm-up rounds"
+log "$ROUNDS rounds per side and row, interleaved ($ORDER), after $WARMUP warm-up rounds"
 
-failed=0
 for row in "${selected[@]}"; do
+    if [ -z "${SLUG[$row]}" ]; then
+        SLUG[$row]="${row// /_}"
+        failed=1
+        log "FAILED: $row"
+        continue
+    fi
+    read -r -a row_sides <<<"$(sides "$row")"
     ok=1
     for ((i = 1; i <= WARMUP && ok; i++)); do
-        for label in rune runc; do
-            one_round "$label" "$row" "w$i" || { ok=0; break; }
+        for side in "${row_sides[@]}"; do
+            one_round "$side" "$row" "w$i" || { ok=0; break; }
         done
     done
     for ((i = 1; i <= ROUNDS && ok; i++)); do
-        order=(rune runc)
-        [ "$ORDER" = abba ] && ((i % 2 == 0)) && order=(runc rune)
-        for label in "${order[@]}"; do
-            if one_round "$label" "$row" "$i"; then
-                echo "$ELAPSED" >>"$WORK/results/${SLUG[$row]}.$label"
+        order=("${row_sides[@]}")
+        [ "$ORDER" = abba ] && ((i % 2 == 0)) && [ "${#order[@]}" = 2 ] && order=(b a)
+        for side in "${order[@]}"; do
+            if one_round "$side" "$row" "$i"; then
+                echo "$ELAPSED" >>"$WORK/results/${SLUG[$row]}.$side"
             else
                 ok=0
                 break
@@ -235,18 +399,23 @@ for row in "${selected[@]}"; do
     fi
 done
 
-printf '\n%-24s %14s %14s %12s\n' "row ($ROUNDS rounds)" "rune ms (med)" "runc ms (med)" "rune/runc"
+echo
+echo "medians of wall time, $ROUNDS rounds per side; a/b = ratio; the last column says what a and b are"
+printf '%-30s %12s %12s %8s   %s\n' "row" "a ms (med)" "b ms (med)" "a/b" "a | b"
 lines=()
 for row in "${selected[@]}"; do
     slug="${SLUG[$row]}"
-    if [ -s "$WORK/results/$slug.rune" ] && [ -s "$WORK/results/$slug.runc" ]; then
-        a="$(median_ms <"$WORK/results/$slug.rune")"
-        b="$(median_ms <"$WORK/results/$slug.runc")"
+    if [ "${ROW_KIND[$row]}" = single ]; then
+        if [ -s "$WORK/results/$slug.a" ]; then a="$(median_ms <"$WORK/results/$slug.a")"; else a=FAIL; fi
+        b=- r=-
+    elif [ -s "$WORK/results/$slug.a" ] && [ -s "$WORK/results/$slug.b" ]; then
+        a="$(median_ms <"$WORK/results/$slug.a")"
+        b="$(median_ms <"$WORK/results/$slug.b")"
         r="$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')"
     else
         a=FAIL b=FAIL r=FAIL
     fi
-    printf '%-24s %14s %14s %12s\n' "$row" "$a" "$b" "$r"
+    printf '%-30s %12s %12s %8s   %s | %s\n' "$row" "$a" "$b" "$r" "${ROW_A[$row]}" "${ROW_B[$row]}"
     lines+=("BENCH $slug $a $b $r")
 done
 echo

@@ -296,8 +296,8 @@ pub(crate) fn landlock_support() -> LandlockSupport {
 }
 
 impl LandlockPlan {
-    /// Rules: read + execute on trusted files; read-write (never execute) beneath writable
-    /// paths; the system files above. Paths are resolved inside `root`; a writable path that
+    /// Rules: read + execute on trusted files, listing of the directories that hold them;
+    /// read-write (never execute) beneath writable paths; the system files above. Paths are resolved inside `root`; a writable path that
     /// does not exist is skipped (returned, for a note).
     pub fn new<'a>(
         root: &Path,
@@ -311,10 +311,20 @@ impl LandlockPlan {
         let dir_read_write = AccessFs::from_all(abi)
             & !(AccessFs::Execute | AccessFs::MakeChar | AccessFs::MakeBlock | AccessFs::IoctlDev);
         let mut rules = Vec::new();
+        // Programs list the directories they load from (Python's importer does, for one), so
+        // the directories holding trusted files may be listed: names only, never contents.
+        let mut listed = std::collections::BTreeSet::new();
         for path in trusted {
             let resolved = resolve_in_root(root, path)
                 .map_err(|e| format!("landlock: trusted file {path}: {e}"))?;
-            rules.push((host_path(root, &resolved), file_read_exec));
+            let host = host_path(root, &resolved);
+            if let Some(parent) = host.parent() {
+                listed.insert(parent.to_path_buf());
+            }
+            rules.push((host, file_read_exec));
+        }
+        for dir in listed {
+            rules.push((dir, BitFlags::from(AccessFs::ReadDir)));
         }
         let mut missing = Vec::new();
         for path in writable {

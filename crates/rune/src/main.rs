@@ -4,6 +4,7 @@
 mod bundle;
 mod cli;
 mod commands;
+mod executor;
 mod foreground;
 mod logging;
 mod state;

@@ -11,6 +11,7 @@ use libenclave::EnclaveConfig;
 
 use crate::bundle::{self, Bundle};
 use crate::cli::GlobalOpts;
+use crate::executor::RuncParity;
 use crate::state;
 
 /// What `create` and `run` share.
@@ -110,7 +111,7 @@ fn build<E: Executor + Clone + 'static>(
     executor: E,
 ) -> Result<Container> {
     let container = ContainerBuilder::new(opts.id.to_string(), SyscallType::default())
-        .with_executor(executor)
+        .with_executor(RuncParity(executor))
         .with_root_path(&global.root)?
         .with_pid_file(opts.pid_file)?
         .with_console_socket(opts.console_socket.as_ref())

@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -8,14 +7,11 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
-use libcontainer::workload::{
-    Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
-};
-use nix::sys::signal::SigSet;
 use oci_spec::runtime::{Process, Spec};
 
 use super::create::absolute;
 use crate::cli::GlobalOpts;
+use crate::executor::RuncParity;
 use crate::foreground::Foreground;
 use crate::state;
 use crate::tty::{ConsoleSocket, Proxy};
@@ -65,12 +61,14 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<u8> {
 
     let builder = ContainerBuilder::new(id.to_string(), SyscallType::default());
     let builder = match &agent {
-        Some(agent) => builder.with_executor(libenclave::Runelet::new(agent.as_raw_fd())),
-        None => builder.with_executor(SignalsUnblocked(DefaultExecutor {})),
+        Some(agent) => {
+            builder.with_executor(RuncParity(libenclave::Runelet::new(agent.as_raw_fd())))
+        }
+        None => builder.with_executor(RuncParity(DefaultExecutor {})),
     };
     // The process runs as soon as it is built, so a signal meant for it can arrive before
     // `build` returns: block signals first and forward them afterwards. The process inherits
-    // the blocked mask; its executor unblocks them.
+    // the blocked mask; `RuncParity` unblocks them in it.
     let foreground = if args.detach {
         None
     } else {
@@ -209,24 +207,5 @@ impl ProcessFile {
 impl Drop for ProcessFile {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.0);
-    }
-}
-
-/// The default executor, first unblocking the signals rune blocked before creating the process.
-#[derive(Clone)]
-struct SignalsUnblocked<E>(E);
-
-impl<E: Executor + Clone + 'static> Executor for SignalsUnblocked<E> {
-    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
-        self.0.validate(spec)
-    }
-
-    fn setup_envs(&self, envs: HashMap<String, String>) -> Result<(), ExecutorSetEnvsError> {
-        self.0.setup_envs(envs)
-    }
-
-    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        let _ = SigSet::all().thread_unblock();
-        self.0.exec(spec)
     }
 }
