@@ -13,8 +13,8 @@ RELEASE_BIN := target/release/rune
 all: build
 
 help:
-	@echo "make build    install deps if missing, release build of rune ($(RELEASE_BIN))"
-	@echo "make install  build and install rune to $(BINDIR)/rune"
+	@echo "make build    install deps if missing, release build of rune, rune-enclave, the software PAL"
+	@echo "make install  build, then install rune and rune-enclave to $(BINDIR), the PAL to $(LIBDIR)"
 	@echo "make test     install deps, fmt check, clippy, build, cargo test (as CI)"
 	@echo "make demo     build rune and run a busybox container with it under a private containerd"
 	@echo "make bench    build rune and compare it with runc (ROUNDS=30 by default)"

@@ -306,6 +306,9 @@ BIN[rune]="$(readlink -f "$(command -v "${RUNE:-$(rune_release_bin)}" || true)")
 BIN[runc]="$(readlink -f "$(command -v "${RUNC:-runc}" || true)")"
 RUNE_ENCLAVE_BIN="$(readlink -f "${RUNE_ENCLAVE:-$(dirname "$(rune_release_bin)")/rune-enclave}")"
 RUNE_PAL_SO="$(readlink -f "${RUNE_PAL:-$(dirname "$(rune_release_bin)")/libliberpal_software.so}")"
+# rune loads PALs only from the node's PAL directories: admit the one being measured.
+RUNE_PAL_DIRS="${RUNE_PAL_DIRS:+$RUNE_PAL_DIRS:}$(dirname "$RUNE_PAL_SO")"
+export RUNE_PAL_DIRS
 [ -x "${BIN[rune]}" ] || die "no rune binary (${RUNE:-$(rune_release_bin)}): run 'make bench' or set RUNE"
 [ -x "${BIN[runc]}" ] || die "no runc binary (${RUNC:-runc}): set RUNC"
 command -v jq >/dev/null || die "jq is missing"

@@ -66,6 +66,8 @@ head -c 32 /dev/urandom >"$work/report.key"
 chmod 0600 "$work/report.key"
 export RUNE_SOFTWARE_ENCLAVE_POLICY="$work/policy.toml"
 export RUNE_SOFTWARE_ENCLAVE_REPORT_KEY="$work/report.key"
+# rune loads PALs only from the node's PAL directories; this one is the build's.
+export RUNE_PAL_DIRS="$(dirname "$pal")"
 
 containerd_start "$work/containerd"
 log "importing the image"

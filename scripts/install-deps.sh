@@ -12,7 +12,7 @@ PACKAGES=(
     # (linked through libseccomp-sys); pkg-config and protobuf-compiler for -sys and
     # protocol crates; libsystemd-dev is not needed by libcontainer's systemd feature
     # (it speaks D-Bus itself) but is small and kept for components to come.
-    gcc make pkg-config libseccomp-dev protobuf-compiler libsystemd-dev
+    gcc libc6-dev make pkg-config libseccomp-dev protobuf-compiler libsystemd-dev
     # runtimes and engines the tests, demo and benchmark compare with or drive
     runc containerd docker.io
     # images: a static busybox for root filesystems, umoci and skopeo to build OCI images,

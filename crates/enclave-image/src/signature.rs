@@ -138,8 +138,13 @@ impl Signature {
         manifest.validate()?;
         check_key_shape(&key.to_public_key())?;
         let digest = Sha256::digest(signing_material(manifest));
+        // Blinded: the unblinded private-key operation leaks timing (RUSTSEC-2023-0071).
         let signature = key
-            .sign(Pkcs1v15Sign::new::<Sha256>(), &digest)
+            .sign_with_rng(
+                &mut rand::rngs::OsRng,
+                Pkcs1v15Sign::new::<Sha256>(),
+                &digest,
+            )
             .map_err(|e| ImageError::Signature(format!("signing: {e}")))?;
         Self::attach(manifest, &key.to_public_key(), &signature)
     }

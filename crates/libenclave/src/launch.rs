@@ -15,27 +15,72 @@ use crate::host;
 use crate::init_runelet::{HostFd, InitRunelet};
 use crate::state::{self, EnclaveState};
 
-/// Checks that can fail before anything exists: the host serves the type, the PAL is a file.
+/// Where PALs may be loaded from when the node says nothing else: root-owned install
+/// directories (rune's own, and where Occlum and Inclavare Containers install theirs).
+const DEFAULT_PAL_DIRS: &[&str] = &[
+    "/usr/local/lib/rune",
+    "/usr/lib/rune",
+    "/opt/occlum/build/lib",
+    "/usr/lib/inclavare-containers",
+];
+
+/// The node's list of PAL directories, colon-separated, replacing the defaults. It comes from
+/// rune's own environment (the node's daemons), never from a container.
+pub const PAL_DIRS_ENV: &str = "RUNE_PAL_DIRS";
+
+/// Checks that can fail before anything exists: the host serves the type, and the PAL is a
+/// file inside one of the node's PAL directories.
+///
+/// The PAL is named by the container's env or annotations, and rune loads it as root on the
+/// host, where its initialisers run: a path the container author chose freely would let any
+/// container run code as host root (a library written into a volume, say). So the path must
+/// resolve, symlinks followed, to a file beneath a directory the node allows.
 pub fn check(config: &EnclaveConfig) -> Result<(), EnclaveError> {
     host::check_available(config.enclave_type)?;
     let path = &config.runtime_path;
+    let refuse = |reason: String| EnclaveError::Runtime {
+        path: path.clone(),
+        reason,
+    };
     if !path.is_absolute() {
-        return Err(EnclaveError::Runtime {
-            path: path.clone(),
-            reason: "not an absolute path (ENCLAVE_RUNTIME_PATH is a host path)".into(),
-        });
+        return Err(refuse(
+            "not an absolute path (ENCLAVE_RUNTIME_PATH is a host path)".into(),
+        ));
     }
-    match fs::metadata(path) {
-        Ok(meta) if meta.is_file() => Ok(()),
-        Ok(_) => Err(EnclaveError::Runtime {
-            path: path.clone(),
-            reason: "not a file".into(),
-        }),
-        Err(e) => Err(EnclaveError::Runtime {
-            path: path.clone(),
-            reason: e.to_string(),
-        }),
+    let resolved = fs::canonicalize(path).map_err(|e| refuse(e.to_string()))?;
+    if !fs::metadata(&resolved)
+        .map_err(|e| refuse(e.to_string()))?
+        .is_file()
+    {
+        return Err(refuse("not a file".into()));
     }
+    let dirs = pal_dirs();
+    if !dirs.iter().any(|dir| resolved.starts_with(dir)) {
+        return Err(refuse(format!(
+            "not in a PAL directory of this node ({}); install the PAL there, or list its \
+             directory in {PAL_DIRS_ENV} in the environment of the daemon that runs rune",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn pal_dirs() -> Vec<std::path::PathBuf> {
+    let listed = std::env::var(PAL_DIRS_ENV).ok();
+    let dirs: Vec<String> = match &listed {
+        Some(list) => list
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(String::from)
+            .collect(),
+        None => DEFAULT_PAL_DIRS.iter().map(|d| d.to_string()).collect(),
+    };
+    dirs.iter()
+        .filter_map(|d| fs::canonicalize(d).ok())
+        .collect()
 }
 
 /// What libcontainer needs to create an enclave container.
@@ -57,7 +102,10 @@ pub fn prepare(
     config: &EnclaveConfig,
 ) -> Result<Launch, EnclaveError> {
     let host_fds = open_fds();
-    let library = PalLibrary::open(&config.runtime_path)?;
+    // The resolved path `check` admitted, so that a symlink changed since cannot redirect it.
+    let path = fs::canonicalize(&config.runtime_path)
+        .map_err(|e| EnclaveError::io(config.runtime_path.display().to_string(), e))?;
+    let library = PalLibrary::open(&path)?;
     let pal_fds: Vec<HostFd> = open_fds()
         .into_iter()
         .filter(|fd| !host_fds.contains(fd))
@@ -98,4 +146,38 @@ fn open_fds() -> Vec<HostFd> {
         .into_iter()
         .filter_map(HostFd::of)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EnclaveType;
+
+    #[test]
+    fn pals_load_only_from_the_node_pal_directories() {
+        let allowed = std::env::temp_dir().join(format!("rune-pal-dir-{}", std::process::id()));
+        let other = allowed.with_extension("other");
+        fs::create_dir_all(&allowed).unwrap();
+        fs::create_dir_all(&other).unwrap();
+        fs::write(allowed.join("liberpal-x.so"), b"").unwrap();
+        fs::write(other.join("liberpal-x.so"), b"").unwrap();
+        std::os::unix::fs::symlink(other.join("liberpal-x.so"), allowed.join("link.so")).unwrap();
+        let config = |path: std::path::PathBuf| EnclaveConfig {
+            enclave_type: EnclaveType::Software,
+            runtime_path: path,
+            runtime_args: String::new(),
+            runtime_loglevel: "info".into(),
+        };
+
+        std::env::set_var(PAL_DIRS_ENV, &allowed);
+        assert!(check(&config(allowed.join("liberpal-x.so"))).is_ok());
+        let err = check(&config(other.join("liberpal-x.so"))).unwrap_err();
+        assert!(err.to_string().contains(PAL_DIRS_ENV), "{err}");
+        // A symlink inside the directory pointing out of it does not count.
+        assert!(check(&config(allowed.join("link.so"))).is_err());
+        assert!(check(&config(allowed.join("../x/liberpal-x.so"))).is_err());
+
+        let _ = fs::remove_dir_all(&allowed);
+        let _ = fs::remove_dir_all(&other);
+    }
 }
