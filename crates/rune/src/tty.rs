@@ -20,6 +20,33 @@ pub struct ConsoleSocket {
     accept: Option<JoinHandle<Result<OwnedFd>>>,
 }
 
+/// The console socket a container process gets: rune's own when the process wants a terminal
+/// in the foreground and the caller gave no socket (as runc does), else the caller's, made
+/// absolute because libcontainer links it from inside the state directory.
+pub fn console_for(
+    wants_terminal: bool,
+    detach: bool,
+    given: Option<&PathBuf>,
+    dir: &Path,
+    id: &str,
+) -> Result<(Option<ConsoleSocket>, Option<PathBuf>)> {
+    if wants_terminal && !detach && given.is_none() {
+        let own = ConsoleSocket::listen(dir, id)?;
+        let path = own.path().to_path_buf();
+        return Ok((Some(own), Some(path)));
+    }
+    Ok((None, absolute_socket(given)?))
+}
+
+/// The caller's `--console-socket`, absolute.
+pub fn absolute_socket(given: Option<&PathBuf>) -> Result<Option<PathBuf>> {
+    given
+        .map(|p| {
+            std::path::absolute(p).with_context(|| format!("--console-socket {}", p.display()))
+        })
+        .transpose()
+}
+
 impl ConsoleSocket {
     /// Listens on a socket in `dir` (the state root, private to root) and waits in the background
     /// for the container to send its pty master.

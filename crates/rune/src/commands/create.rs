@@ -35,7 +35,7 @@ pub fn create(global: &GlobalOpts, args: &liboci_cli::Create) -> Result<u8> {
     let opts = LaunchOpts {
         id: &args.container_id,
         pid_file: args.pid_file.as_ref(),
-        console_socket: absolute(args.console_socket.as_ref())?,
+        console_socket: crate::tty::absolute_socket(args.console_socket.as_ref())?,
         no_pivot: args.no_pivot,
         preserve_fds: args.preserve_fds,
         detach: true,
@@ -122,15 +122,6 @@ fn build<E: Executor + Clone + 'static>(
         .with_no_pivot(opts.no_pivot)
         .build()?;
     Ok(container)
-}
-
-/// libcontainer links the console socket from inside the state directory, so a relative path
-/// would resolve against the wrong directory.
-pub fn absolute(path: Option<&PathBuf>) -> Result<Option<PathBuf>> {
-    path.map(|p| {
-        std::path::absolute(p).with_context(|| format!("--console-socket {}", p.display()))
-    })
-    .transpose()
 }
 
 /// libcontainer removes what it made when the init process fails, but not when an earlier step

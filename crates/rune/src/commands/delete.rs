@@ -63,7 +63,8 @@ fn destroy_enclave(container: &mut Container) {
     }
     let deadline = Instant::now() + ENCLAVE_DESTROY_GRACE;
     while Instant::now() < deadline {
-        if container.refresh_status().is_err() || container.status() == ContainerStatus::Stopped {
+        state::refresh_status(container);
+        if container.status() == ContainerStatus::Stopped {
             return;
         }
         std::thread::sleep(Duration::from_millis(5));

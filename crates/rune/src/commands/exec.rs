@@ -9,12 +9,11 @@ use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
 use oci_spec::runtime::{Process, Spec};
 
-use super::create::absolute;
 use crate::cli::GlobalOpts;
 use crate::executor::RuncParity;
 use crate::foreground::Foreground;
 use crate::state;
-use crate::tty::{ConsoleSocket, Proxy};
+use crate::tty::{console_for, Proxy};
 
 pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<u8> {
     let id = args.container_id.as_str();
@@ -49,15 +48,13 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<u8> {
     let terminal = process.terminal().unwrap_or(false);
     let process_file = ProcessFile::write(&container, &process)?;
 
-    let own_console = if terminal && !args.detach && args.console_socket.is_none() {
-        Some(ConsoleSocket::listen(&global.root, id)?)
-    } else {
-        None
-    };
-    let console_socket = match &own_console {
-        Some(console) => Some(console.path().to_path_buf()),
-        None => absolute(args.console_socket.as_ref())?,
-    };
+    let (own_console, console_socket) = console_for(
+        terminal,
+        args.detach,
+        args.console_socket.as_ref(),
+        &global.root,
+        id,
+    )?;
 
     let builder = ContainerBuilder::new(id.to_string(), SyscallType::default());
     let builder = match &agent {

@@ -1,9 +1,9 @@
 use anyhow::{Context, Result};
 
-use super::create::{absolute, launch, prepare, LaunchOpts};
+use super::create::{launch, prepare, LaunchOpts};
 use crate::cli::GlobalOpts;
 use crate::foreground::Foreground;
-use crate::tty::{ConsoleSocket, Proxy};
+use crate::tty::{console_for, Proxy};
 
 /// `create` then `start`; in the foreground rune forwards signals to the container, waits for it,
 /// removes it (unless `--keep`) and exits with its status.
@@ -18,15 +18,13 @@ pub fn run(global: &GlobalOpts, args: &liboci_cli::Run) -> Result<u8> {
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
-    let own_console = if wants_terminal && !args.detach && args.console_socket.is_none() {
-        Some(ConsoleSocket::listen(&global.root, id)?)
-    } else {
-        None
-    };
-    let console_socket = match &own_console {
-        Some(console) => Some(console.path().to_path_buf()),
-        None => absolute(args.console_socket.as_ref())?,
-    };
+    let (own_console, console_socket) = console_for(
+        wants_terminal,
+        args.detach,
+        args.console_socket.as_ref(),
+        &global.root,
+        id,
+    )?;
 
     let opts = LaunchOpts {
         id,
