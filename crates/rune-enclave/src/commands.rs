@@ -17,9 +17,10 @@ use serde_json::json;
 use crate::collect::Collector;
 use crate::hash;
 use crate::rootfs::{self, Rootfs};
+use crate::signer::Signer;
 use crate::{
     AttachArgs, BuildArgs, GenMaterialArgs, InspectArgs, KeygenArgs, MeasureArgs, SignArgs,
-    VerifyArgs,
+    SignMaterialArgs, VerifyArgs,
 };
 
 const SIGNATURE_BYTES: usize = KEY_BITS / 8;
@@ -88,8 +89,23 @@ pub fn build(args: &BuildArgs) -> Result<()> {
     let rootfs = Rootfs::open(&args.rootfs.rootfs)?;
 
     let mut entrypoints: Vec<String> = Vec::new();
-    for path in &args.entrypoints {
-        let path = rootfs::normalise(path, "--entrypoint")?;
+    let mut searched = Vec::new();
+    for given in &args.entrypoints {
+        let bare = !given.is_empty() && !given.contains('/');
+        let path = match &args.search_path {
+            Some(search_path) if bare => {
+                let found = rootfs.search(given, search_path)?;
+                searched.push(format!("{given} -> {found}"));
+                found
+            }
+            None if bare => bail!(
+                "--entrypoint {given:?}: must be an absolute path inside the rootfs; to look a \
+                 program name up as rune does at run time, give --search-path (the workload's \
+                 PATH)"
+            ),
+            _ => given.clone(),
+        };
+        let path = rootfs::normalise(&path, "--entrypoint")?;
         if !entrypoints.contains(&path) {
             entrypoints.push(path);
         }
@@ -181,6 +197,9 @@ pub fn build(args: &BuildArgs) -> Result<()> {
     let path = rootfs.write_image_file(MANIFEST_FILE, &manifest.to_json())?;
     let bytes: u64 = collected.sizes.values().sum();
     println!("manifest: {} (unsigned)", path.display());
+    for found in &searched {
+        println!("entrypoint found through --search-path: {found}");
+    }
     if stale {
         println!("removed the stale {SIGNATURE_FILE}: sign the image again");
     }
@@ -269,17 +288,130 @@ fn require_files_match(
 pub fn sign(args: &SignArgs) -> Result<()> {
     let rootfs = Rootfs::open(&args.rootfs.rootfs)?;
     let (manifest, manifest_path) = load_manifest(&rootfs)?;
-    let pem =
-        fs::read_to_string(&args.key).with_context(|| format!("--key {}", args.key.display()))?;
-    let key = enclave_image::private_key_from_pem(&pem)
-        .map_err(|e| anyhow!("--key {}: {e}", args.key.display()))?;
+    let signer = Signer::from_args(&args.signer)?;
     require_files_match(&rootfs, &manifest, &manifest_path, "sign")?;
-    let signature = Signature::sign(&manifest, &key)?;
+    let signature = match &signer {
+        Signer::Local(key) => Signature::sign(&manifest, key)?,
+        Signer::Server(_) => {
+            let signed = signer.sign(&enclave_image::signing_material(&manifest))?;
+            // Checked by the client already; attaching checks the whole signature.json again
+            // (measurement, signer, modulus) as verify will.
+            Signature::attach(&manifest, &signed.public, &signed.signature).map_err(|e| {
+                anyhow!(
+                    "the signature server's signature: {e}: tampered or wrong signature; \
+                     nothing was written"
+                )
+            })?
+        }
+    };
     let path = rootfs.write_image_file(SIGNATURE_FILE, &signature.to_json())?;
     println!("signature: {}", path.display());
     println!("measurement: {}", signature.measurement);
     println!("signer: {}", signature.signer);
     Ok(())
+}
+
+pub fn sign_material(args: &SignMaterialArgs) -> Result<()> {
+    if args.signature_out == args.public_key_out {
+        bail!(
+            "--signature-out and --public-key-out name the same file ({}); give two paths",
+            args.signature_out.display()
+        );
+    }
+    let signer = Signer::from_args(&args.signer)?;
+    let material = fs::read(&args.material)
+        .with_context(|| format!("--material {}", args.material.display()))?;
+    if material.is_empty() {
+        bail!(
+            "--material {}: empty; give the signing material (e.g. `sgx_sign gendata` output)",
+            args.material.display()
+        );
+    }
+    let signed = signer.sign(&material)?;
+    let public_pem = {
+        use rsa::pkcs8::{EncodePublicKey, LineEnding};
+        // SubjectPublicKeyInfo, as rune-signd serves it and `sgx_sign catsig` reads it; made
+        // from the checked key rather than copied from the server's text.
+        signed
+            .public
+            .to_public_key_pem(LineEnding::LF)
+            .context("encoding the public key")?
+    };
+    write_atomic_pair(
+        (&args.signature_out, &signed.signature),
+        (&args.public_key_out, public_pem.as_bytes()),
+    )?;
+    println!(
+        "signature: {} ({} bytes)",
+        args.signature_out.display(),
+        signed.signature.len()
+    );
+    println!("public key: {}", args.public_key_out.display());
+    println!(
+        "signer: {}",
+        hex::encode(enclave_image::signer_of(&signed.public))
+    );
+    Ok(())
+}
+
+/// Replaces two files, each through a temporary file beside it and a rename, so that neither
+/// is ever seen half written; both temporaries are complete before either rename.
+fn write_atomic_pair(first: (&Path, &[u8]), second: (&Path, &[u8])) -> Result<()> {
+    let tmp_first = write_temporary(first.0, first.1, 1)?;
+    let tmp_second = match write_temporary(second.0, second.1, 2) {
+        Ok(tmp) => tmp,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp_first);
+            return Err(e);
+        }
+    };
+    for (tmp, path) in [(&tmp_first, first.0), (&tmp_second, second.0)] {
+        if let Err(e) = fs::rename(tmp, path) {
+            let _ = fs::remove_file(&tmp_first);
+            let _ = fs::remove_file(&tmp_second);
+            return Err(e).with_context(|| format!("replacing {}", path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// `path`'s content, mode 0644, written and synced to a new file beside it. `n` keeps the
+/// temporaries of one run apart even when two spellings name the same file.
+fn write_temporary(path: &Path, bytes: &[u8], n: u32) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(name) = path.file_name() else {
+        bail!(
+            "{}: not a file name; give the file to write",
+            path.display()
+        );
+    };
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.{n}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", tmp.display())),
+    }
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .and_then(|mut file| {
+            // The umask must not make the public outputs unreadable to the shim's other users.
+            file.set_permissions(fs::Permissions::from_mode(0o644))?;
+            file.write_all(bytes)?;
+            file.sync_all()
+        });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e)
+            .with_context(|| format!("writing {} (for {})", tmp.display(), path.display()));
+    }
+    Ok(tmp)
 }
 
 pub fn gen_material(args: &GenMaterialArgs) -> Result<()> {

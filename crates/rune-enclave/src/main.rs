@@ -9,6 +9,7 @@ mod commands;
 mod elf;
 mod hash;
 mod rootfs;
+mod signer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,8 +36,10 @@ enum Command {
     Keygen(KeygenArgs),
     /// Write the (unsigned) manifest of the image in a rootfs
     Build(BuildArgs),
-    /// Sign the manifest with a private key (one-step signing)
+    /// Sign the manifest with a private key or a signature server (one-step signing)
     Sign(SignArgs),
+    /// Sign raw signing material (e.g. `sgx_sign gendata` output) with a key or a server
+    SignMaterial(SignMaterialArgs),
     /// Write the exact bytes to sign, for signing elsewhere (two-step signing, step 1)
     GenMaterial(GenMaterialArgs),
     /// Attach a signature made elsewhere, after checking it (two-step signing, step 2)
@@ -103,15 +106,59 @@ pub struct BuildArgs {
     /// Also trust this file, or every file under this directory; repeatable
     #[arg(long = "trust", value_name = "PATH")]
     pub trust: Vec<String>,
+    /// Look up an --entrypoint without `/` in these directories (colon-separated, as the
+    /// workload's PATH), the way rune resolves the workload's program at run time
+    #[arg(long, value_name = "PATH")]
+    pub search_path: Option<String>,
+}
+
+/// Who signs: a local private key, or a signature server (`rune-signd`).
+#[derive(Args, Debug)]
+#[command(group(
+    clap::ArgGroup::new("signing_key")
+        .required(true)
+        .multiple(false)
+        .args(["key", "server"])
+))]
+pub struct SignerArgs {
+    /// The private key (PKCS#1 or PKCS#8 PEM, RSA-3072, e=3)
+    #[arg(long, value_name = "KEY.pem")]
+    pub key: Option<PathBuf>,
+    /// Sign with this signature server instead (base URL, http:// or https://)
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The server's bearer token (one line; a trailing newline is ignored)
+    #[arg(long, value_name = "FILE", conflicts_with = "key")]
+    pub token_file: Option<PathBuf>,
+    /// The CA certificate(s) (PEM) that https servers are checked against; needed for https
+    #[arg(long, value_name = "PEM", conflicts_with = "key")]
+    pub ca_cert: Option<PathBuf>,
+    /// Accept only a signature by this public key (PKCS#1 or SubjectPublicKeyInfo PEM)
+    #[arg(long, value_name = "PUB.pem", conflicts_with = "key")]
+    pub signer: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 pub struct SignArgs {
     #[command(flatten)]
     pub rootfs: RootfsArg,
-    /// The private key (PKCS#1 or PKCS#8 PEM, RSA-3072, e=3)
-    #[arg(long, value_name = "KEY.pem")]
-    pub key: PathBuf,
+    #[command(flatten)]
+    pub signer: SignerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SignMaterialArgs {
+    /// The bytes to sign (PKCS#1 v1.5 over their SHA-256), e.g. `sgx_sign gendata` output
+    #[arg(long, value_name = "FILE")]
+    pub material: PathBuf,
+    #[command(flatten)]
+    pub signer: SignerArgs,
+    /// Where to write the raw signature (384 bytes; replaced atomically, mode 0644)
+    #[arg(long, value_name = "FILE")]
+    pub signature_out: PathBuf,
+    /// Where to write the signer's public key (SubjectPublicKeyInfo PEM; mode 0644)
+    #[arg(long, value_name = "FILE")]
+    pub public_key_out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -193,6 +240,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => commands::keygen(&args),
         Command::Build(args) => commands::build(&args),
         Command::Sign(args) => commands::sign(&args),
+        Command::SignMaterial(args) => commands::sign_material(&args),
         Command::GenMaterial(args) => commands::gen_material(&args),
         Command::Attach(args) => commands::attach(&args),
         Command::Measure(args) => commands::measure(&args),

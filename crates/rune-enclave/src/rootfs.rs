@@ -346,6 +346,64 @@ impl Rootfs {
         Ok(resolved)
     }
 
+    /// The program rune will start for the bare name `name` with `PATH=search_path`: the first
+    /// `dir/name`, over the non-empty entries of the colon-separated list, that resolves inside
+    /// the rootfs to an executable regular file. Returned exactly as rune passes it to the PAL
+    /// (libenclave's `resolve_argv0` joins the entry and the name the same way), since the PAL
+    /// admits only entrypoints spelled as the manifest lists them.
+    pub fn search(&self, name: &str, search_path: &str) -> Result<String> {
+        let mut passed_over = Vec::new();
+        for dir in search_path.split(':').filter(|dir| !dir.is_empty()) {
+            if !dir.starts_with('/') {
+                bail!(
+                    "--entrypoint {name}: --search-path entry {dir:?} is relative, and rune \
+                     would look there (from the workload's working directory, which build cannot \
+                     know) before any later entry; make the entries absolute, or give the \
+                     entrypoint's absolute path"
+                );
+            }
+            let candidate = Path::new(dir).join(name);
+            let Some(candidate) = candidate.to_str() else {
+                continue;
+            };
+            match self.resolve(candidate) {
+                Ok(found) if found.kind == Kind::File && found.mode & 0o111 != 0 => {
+                    let normal = normalise(candidate, "--entrypoint").with_context(|| {
+                        format!("--entrypoint {name} (found through --search-path)")
+                    })?;
+                    if normal != candidate {
+                        bail!(
+                            "--entrypoint {name}: found as {candidate}, the path rune will start, \
+                             but a manifest lists only normalised paths (no `//` or `.`); write \
+                             the --search-path entry {dir:?} as {:?}",
+                            parent(&normal)
+                        );
+                    }
+                    return Ok(normal);
+                }
+                Ok(found) if found.kind == Kind::File => {
+                    passed_over.push(format!("{candidate} is not executable"));
+                }
+                Ok(found) => {
+                    passed_over.push(format!("{candidate} is {}", found.kind.describe()));
+                }
+                Err(e) if e.is_absent() => {}
+                // rune's run-time lookup skips what it cannot stat; so does this one.
+                Err(e) => passed_over.push(e.to_string()),
+            }
+        }
+        let passed_over = if passed_over.is_empty() {
+            String::new()
+        } else {
+            format!(" (passed over: {})", passed_over.join("; "))
+        };
+        bail!(
+            "--entrypoint {name}: no executable regular file {name} in any directory of \
+             --search-path {search_path:?} inside the rootfs{passed_over}; give its absolute \
+             path, or add its directory to --search-path"
+        )
+    }
+
     /// The image directory (`/.rune-enclave`), which must be a real directory of the rootfs:
     /// a symlink planted there would send the manifest or signature anywhere on the host.
     pub fn image_dir(&self, create: bool) -> Result<PathBuf> {
@@ -605,6 +663,70 @@ mod tests {
             assert!(rootfs.resolve_file(path).is_err(), "{path}");
             assert!(cache.resolve_file(path).is_err(), "{path}");
         }
+    }
+
+    #[test]
+    fn search_path_finds_what_rune_will_run() {
+        let (dir, rootfs) = tree();
+        let r = dir.path();
+        fs::set_permissions(
+            r.join("usr/bin/busybox"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        fs::write(r.join("etc/plain"), b"x").expect("write");
+        fs::create_dir(r.join("etc/adir")).expect("mkdir");
+        fs::write(r.join("usr/bin/plain"), b"x").expect("write");
+        fs::set_permissions(
+            r.join("usr/bin/plain"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+
+        // Empty and missing entries are skipped; the first match wins, spelled as joined.
+        assert_eq!(
+            rootfs.search("sh", "::/nothing:/bin:/usr/bin").expect("sh"),
+            "/bin/sh"
+        );
+        assert_eq!(rootfs.search("sh", "/bin/").expect("sh"), "/bin/sh");
+        assert_eq!(
+            rootfs.search("sh", "/usr/bin:/bin").expect("sh"),
+            "/usr/bin/sh"
+        );
+        // Not executable, a directory, a loop: passed over, as at run time.
+        assert_eq!(
+            rootfs.search("plain", "/etc:/usr/bin").expect("plain"),
+            "/usr/bin/plain"
+        );
+        assert_eq!(
+            rootfs
+                .search("loop1", "/bin:/usr/bin")
+                .err()
+                .map(|e| e.to_string().contains("passed over")),
+            Some(true)
+        );
+        let err = rootfs.search("adir", "/etc").expect_err("directory");
+        assert!(err.to_string().contains("a directory"), "{err}");
+        // A symlink to a directory outside /usr/bin still resolves inside the rootfs only.
+        let err = rootfs
+            .search("shadow", "/bin/root/etc")
+            .expect_err("not executable");
+        assert!(err.to_string().contains("not executable"), "{err}");
+
+        let err = rootfs
+            .search("missing", "/bin:/usr/bin")
+            .expect_err("missing");
+        let err = err.to_string();
+        assert!(
+            err.contains("missing") && err.contains("/bin:/usr/bin"),
+            "{err}"
+        );
+        let err = rootfs.search("sh", "bin:/bin").expect_err("relative");
+        assert!(err.to_string().contains("relative"), "{err}");
+        // A relative entry after the match is never reached, at run time either.
+        assert_eq!(rootfs.search("sh", "/bin:bin").expect("sh"), "/bin/sh");
+        let err = rootfs.search("sh", "/usr//bin").expect_err("not normal");
+        assert!(err.to_string().contains("/usr//bin/sh"), "{err}");
     }
 
     #[test]

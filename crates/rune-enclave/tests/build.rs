@@ -576,3 +576,86 @@ fn runpath_and_rpath_with_origin() {
         assert!(err.contains("/app/bin/../opt/lib"), "{err}");
     }
 }
+
+#[test]
+fn search_path_resolves_a_bare_entrypoint_as_rune_will() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rootfs = busybox_rootfs(dir.path());
+    // Earlier PATH entries that must be passed over: missing, a non-executable `sh`, and a
+    // symlink to the host's busybox path that leads nowhere inside this rootfs.
+    fs::create_dir_all(rootfs.join("usr/local/bin")).expect("mkdir");
+    fs::write(rootfs.join("usr/local/bin/sh"), "not a program\n").expect("write");
+    fs::create_dir_all(rootfs.join("opt/bin")).expect("mkdir");
+    symlink("/usr/bin/env", rootfs.join("opt/bin/sh")).expect("symlink");
+    let search = "/nowhere::/usr/local/bin:/opt/bin:/usr/bin:/bin";
+
+    let out = ok(&[
+        "build",
+        "--rootfs",
+        s(&rootfs),
+        "--entrypoint",
+        "sh",
+        "--search-path",
+        search,
+        "--writable",
+        "/tmp",
+    ]);
+    assert!(
+        out.contains("entrypoint found through --search-path: sh -> /bin/sh"),
+        "{out}"
+    );
+    // Recorded as rune will hand it to the PAL, and its resolution inside the rootfs.
+    assert_eq!(
+        manifest(&rootfs)["entrypoints"],
+        serde_json::json!(["/bin/sh", "/bin/busybox"])
+    );
+    let busybox = file_sha256(Path::new("/bin/busybox"));
+    assert_eq!(digest_of(&rootfs, "/bin/sh"), busybox);
+    assert_eq!(digest_of(&rootfs, "/bin/busybox"), busybox);
+    assert!(!trusted(&rootfs).contains_key("/usr/local/bin/sh"));
+    ok(&["sign", "--rootfs", s(&rootfs), "--key", key_path()]);
+    ok(&["verify", "--rootfs", s(&rootfs)]);
+
+    // Absolute entrypoints are taken as given, search path or not.
+    ok(&[
+        "build",
+        "--rootfs",
+        s(&rootfs),
+        "--entrypoint",
+        "/bin/busybox",
+        "--search-path",
+        search,
+    ]);
+    assert_eq!(
+        manifest(&rootfs)["entrypoints"],
+        serde_json::json!(["/bin/busybox"])
+    );
+
+    let err = fails(&[
+        "build",
+        "--rootfs",
+        s(&rootfs),
+        "--entrypoint",
+        "no-such-program",
+        "--search-path",
+        "/usr/bin:/bin",
+    ]);
+    assert!(err.contains("no-such-program"), "{err}");
+    assert!(err.contains("\"/usr/bin:/bin\""), "{err}");
+    let err = fails(&[
+        "build",
+        "--rootfs",
+        s(&rootfs),
+        "--entrypoint",
+        "sh",
+        "--search-path",
+        "/usr/local/bin:/opt/bin",
+    ]);
+    assert!(err.contains("/usr/local/bin/sh is not executable"), "{err}");
+    // Without --search-path a bare name stays an error, which says how to look it up.
+    let err = fails(&["build", "--rootfs", s(&rootfs), "--entrypoint", "sh"]);
+    assert!(
+        err.contains("absolute") && err.contains("--search-path"),
+        "{err}"
+    );
+}
