@@ -13,10 +13,11 @@ RELEASE_BIN := target/release/rune
 all: build
 
 help:
-	@echo "make build    install deps if missing, release build of rune, rune-enclave, the software PAL"
-	@echo "make install  build, then install rune and rune-enclave to $(BINDIR), the PAL to $(LIBDIR)"
+	@echo "make build    install deps if missing, release build of rune, rune-enclave, the software PAL,"
+	@echo "              containerd-shim-rune-v2, rune-signd and rune-cri"
+	@echo "make install  build, then install the programs to $(BINDIR), the PAL to $(LIBDIR)"
 	@echo "make test     install deps, fmt check, clippy, build, cargo test (as CI)"
-	@echo "make demo     build rune and run a busybox container with it under a private containerd"
+	@echo "make demo     build everything; run an image as an enclave container through CRI (DEMO_IMAGE=busybox|python3)"
 	@echo "make bench    build rune and compare it with runc (ROUNDS=30 by default)"
 	@echo "make deps     install the Debian packages needed (idempotent)"
 
@@ -24,15 +25,19 @@ deps:
 	bash scripts/install-deps.sh
 
 build: deps
-	$(CARGO) build --release -p rune -p rune-enclave -p liberpal-software
+	$(CARGO) build --release -p rune -p rune-enclave -p liberpal-software -p shim-rune -p rune-signd -p rune-cri
 
 install: build
 	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(BINDIR)/rune
 	install -D -m 0755 target/release/rune-enclave $(DESTDIR)$(BINDIR)/rune-enclave
 	install -D -m 0644 target/release/libliberpal_software.so $(DESTDIR)$(LIBDIR)/liberpal-software.so
+	install -D -m 0755 target/release/containerd-shim-rune-v2 $(DESTDIR)$(BINDIR)/containerd-shim-rune-v2
+	install -D -m 0755 target/release/rune-signd $(DESTDIR)$(BINDIR)/rune-signd
+	install -D -m 0755 target/release/rune-cri $(DESTDIR)$(BINDIR)/rune-cri
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/rune $(DESTDIR)$(BINDIR)/rune-enclave $(DESTDIR)$(LIBDIR)/liberpal-software.so
+	rm -f $(DESTDIR)$(BINDIR)/rune $(DESTDIR)$(BINDIR)/rune-enclave $(DESTDIR)$(LIBDIR)/liberpal-software.so \
+		$(DESTDIR)$(BINDIR)/containerd-shim-rune-v2 $(DESTDIR)$(BINDIR)/rune-signd $(DESTDIR)$(BINDIR)/rune-cri
 
 test:
 	bash scripts/test.sh

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# `make demo`: build rune, build a busybox image locally, sign it as a software enclave on the
-# client side (rune-enclave), and run it as an enclave container with rune as the runtime of
-# a private containerd (ctr run --runc-binary). Prints the workload's output and the
-# enclave's measurement and signer. Leaves nothing running and never uses the host's
-# containerd or docker.
+# `make demo`: the main job, end to end on one node. Builds rune and its tools, sets the node
+# up as an operator would (the provider's signing key, a signer policy, a report key, the
+# shim's config), starts a private containerd whose CRI plugin has a runtime handler `rune`
+# (what a Kubernetes RuntimeClass names), imports a locally built image, and runs it as a pod
+# through CRI, the way kubelet does, with RUNE_CARRIER=software on the container: the shim
+# turns the ordinary image into a signed software enclave image at create time and rune runs
+# the workload in it. Prints the workload's output and the enclave's measurement and signer.
+# Leaves nothing running and never uses the host's containerd or docker.
 #
-# Environment: SKIP_DEPS=1 skips scripts/install-deps.sh; KEEP_WORKDIR=1 keeps the work
-# directory (image, key, policy, containerd log) for inspection.
+# Environment:
+#   DEMO_IMAGE=busybox (default)   Debian's static busybox
+#   DEMO_IMAGE=python3             a Debian 12 root with python3 (debootstrap, needs the network
+#                                  the first time; cached under target/test-cache)
+#   SKIP_DEPS=1                    skip scripts/install-deps.sh
+#   KEEP_WORKDIR=1                 keep the work directory (node set-up, containerd log)
 set -euo pipefail
 shopt -s inherit_errexit
 # shellcheck source=scripts/lib/common.sh
@@ -15,18 +22,24 @@ shopt -s inherit_errexit
 . "$RUNE_REPO/scripts/lib/image.sh"
 # shellcheck source=scripts/lib/containerd.sh
 . "$RUNE_REPO/scripts/lib/containerd.sh"
+# shellcheck source=scripts/lib/python-rootfs.sh
+. "$RUNE_REPO/scripts/lib/python-rootfs.sh"
 
 require_root "the demo"
+demo_image="${DEMO_IMAGE:-busybox}"
+case "$demo_image" in
+busybox | python3) ;;
+*) die "DEMO_IMAGE=$demo_image: choose busybox or python3" ;;
+esac
 [ "${SKIP_DEPS:-0}" = 1 ] || "$RUNE_REPO/scripts/install-deps.sh"
 ensure_cargo
 
-log "building rune, rune-enclave and the software enclave PAL (release)"
-(cd "$RUNE_REPO" && cargo build --release -p rune -p rune-enclave -p liberpal-software)
-runtime="$(rune_release_bin)"
-rune_enclave="$RUNE_REPO/target/release/rune-enclave"
-pal="$RUNE_REPO/target/release/libliberpal_software.so"
-for f in "$runtime" "$rune_enclave" "$pal"; do
-    [ -e "$f" ] || die "no $f after the build"
+log "building rune, containerd-shim-rune-v2, rune-enclave, the software enclave PAL and rune-cri (release)"
+(cd "$RUNE_REPO" && cargo build --release -p rune -p shim-rune -p rune-enclave \
+    -p liberpal-software -p rune-cri)
+bin="$(dirname "$(rune_release_bin)")"
+for f in rune containerd-shim-rune-v2 rune-enclave libliberpal_software.so rune-cri; do
+    [ -e "$bin/$f" ] || die "no $bin/$f after the build"
 done
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/rune-demo.XXXXXX")"
@@ -43,45 +56,94 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The image author's side: a signing key, and the image signed before it is packed.
-log "generating the image author's signing key (RSA-3072, e=3)"
-key="$work/author-key.pem"
-inspect="$work/inspect.txt"
-signer="$("$rune_enclave" keygen --out "$key" 2>/dev/null | tail -n 1)"
-sign_rootfs() {
-    "$rune_enclave" build --rootfs "$1" --entrypoint /bin/sh --entrypoint /bin/busybox \
-        --writable /tmp --env PATH=/bin:/usr/bin >&2
-    "$rune_enclave" sign --rootfs "$1" --key "$key" >&2
-    "$rune_enclave" inspect --rootfs "$1" >"$inspect"
-}
+# The node: what /etc/inclavare-containers and /usr/local/lib/rune hold on an installed node,
+# here private to this run. The shim signs converted images with the provider's key; the
+# software PAL admits only the signers the policy names and seals local reports with the
+# report key.
+log "setting up the node in $work/node"
+node="$work/node"
+mkdir -p "$node/pal"
+chmod 0700 "$node"
+install -m 0755 "$bin/libliberpal_software.so" "$node/pal/liberpal-software.so"
+signer="$("$bin/rune-enclave" keygen --out "$node/signing-key.pem" 2>/dev/null | tail -n 1)"
+printf 'allowed_signers = ["%s"]\nallow_debug = false\n' "$signer" >"$node/policy.toml"
+head -c 32 /dev/urandom >"$node/report.key"
+chmod 0600 "$node/report.key"
+cat >"$node/config.toml" <<TOML
+[enclave_runtime]
+signature_method = "server"
+signing_key = "$node/signing-key.pem"
+cache_dir = "$node/carrier-cache"
 
-image=docker.io/library/rune-busybox-enclave:latest
-log "building image $image from Debian's busybox-static, signed as a software enclave"
-archive="$(image_build_busybox_archive "$work/image" "$image" sign_rootfs)"
+[enclave_runtime.software]
+enclave_runtime_path = "$node/pal/liberpal-software.so"
+TOML
 
-# The node's side: which signers may run here, and the key local reports are sealed with.
-# rune reads both through the software PAL, from the environment containerd passes on.
-printf 'allowed_signers = ["%s"]\nallow_debug = false\n' "$signer" >"$work/policy.toml"
-head -c 32 /dev/urandom >"$work/report.key"
-chmod 0600 "$work/report.key"
-export RUNE_SOFTWARE_ENCLAVE_POLICY="$work/policy.toml"
-export RUNE_SOFTWARE_ENCLAVE_REPORT_KEY="$work/report.key"
-# rune loads PALs only from the node's PAL directories; this one is the build's.
-export RUNE_PAL_DIRS="$(dirname "$pal")"
+# containerd passes its environment to the shims it starts, and they to rune: the shim's
+# config, the PAL directory rune may load from, the policy and report key of the PAL. The
+# shim is found on PATH and finds rune and rune-enclave beside itself.
+export RUNE_SHIM_CONFIG="$node/config.toml"
+export RUNE_PAL_DIRS="$node/pal"
+export RUNE_SOFTWARE_ENCLAVE_POLICY="$node/policy.toml"
+export RUNE_SOFTWARE_ENCLAVE_REPORT_KEY="$node/report.key"
+export PATH="$bin:$PATH"
 
+pause=registry.k8s.io/pause:rune-local
+log "building the pod sandbox image $pause (a static /pause)"
+pause_archive="$(image_build_pause_archive "$work/pause" "$pause")"
+
+carrier_env=(--env RUNE_CARRIER=software)
+case "$demo_image" in
+busybox)
+    image=docker.io/library/busybox:rune-local
+    log "building image $image from Debian's busybox-static"
+    archive="$(image_build_busybox_archive "$work/image" "$image")"
+    # Built-ins only: the enclave starts /bin/sh and nothing else unless the container lists
+    # more programs in RUNE_SOFTWARE_ENTRYPOINTS.
+    workload=(sh -c 'echo "hello from an enclave container (pid $$)";
+        while read -r key value; do
+            case "$key" in NoNewPrivs:|Seccomp:) echo "  $key $value" ;; esac
+        done </proc/self/status')
+    ;;
+python3)
+    image=docker.io/library/python:rune-local
+    rootfs="$(python_rootfs)" || die "could not build the python3 root filesystem"
+    log "building image $image from a Debian 12 root with python3"
+    archive="$(image_build_rootfs_archive "$work/image" "$image" "$rootfs" /usr/bin/python3)"
+    # The interpreter's standard library is data the enclave reads: it is measured too.
+    carrier_env+=(--env RUNE_SOFTWARE_TRUST=/usr/lib/python3.11)
+    workload=(python3 -c 'import platform, sys
+print("hello from Python %s in an enclave container" % platform.python_version())
+print("  %d modules loaded, from files measured into the enclave image" % len(sys.modules))')
+    ;;
+esac
+
+export CTRD_NS=k8s.io CTRD_CRI_SANDBOX_IMAGE="$pause"
 containerd_start "$work/containerd"
-log "importing the image"
+log "importing the images"
+ctrd_ctr images import "$pause_archive" >/dev/null
 ctrd_ctr images import "$archive" >/dev/null
-ctrd_ctr images ls -q | grep -qx "$image" || die "image $image missing after import"
 
-id="demo-$$"
-log "ctr run --runc-binary $runtime --env ENCLAVE_TYPE=software $image $id"
+log "rune-cri run --runtime-handler rune --image $image ${carrier_env[*]} -- ${workload[*]:0:2} ..."
 echo "---------------------------------------------------------------------------"
-ctrd_ctr run --rm --fifo-dir "$CTRD_DIR/fifo" --runc-binary "$runtime" \
-    --env ENCLAVE_TYPE=software --env ENCLAVE_RUNTIME_PATH="$pal" \
-    "$image" "$id" sh -c 'echo "hello from a software enclave (pid $$ in the container)"; uname -sr' </dev/null
+rc=0
+"$bin/rune-cri" run --endpoint "unix://$CTRD_SOCK" --runtime-handler rune \
+    --image "$image" --name rune-demo "${carrier_env[@]}" \
+    -- "${workload[@]}" </dev/null || rc=$?
 echo "---------------------------------------------------------------------------"
-grep -E '^(measurement|signer|debug):' "$inspect"
+# The shim logs one line per conversion, with the container id, through containerd.
+line="$(grep -o 'carrier software [a-z ]*in [0-9]* ms: measurement [0-9a-f]* signer [0-9a-f]*' \
+    "$CTRD_DIR/containerd.log" | tail -n 1 || true)"
+if [ -z "$line" ]; then
+    tail -n 30 "$CTRD_DIR/containerd.log" >&2
+    die "the shim logged no software conversion (containerd log above)"
+fi
+measurement="${line##*measurement }"
+measurement="${measurement%% *}"
+echo "enclave:     software (measured, signed, confined; no memory encryption)"
+echo "measurement: $measurement"
+echo "signer:      ${line##*signer }"
+echo "conversion:  ${line%%: measurement*}"
 echo "---------------------------------------------------------------------------"
-log "demo finished: the workload ran in a software enclave under rune and was removed"
-log "(a software enclave is measured, signed and confined; it has no memory encryption)"
+[ "$rc" -eq 0 ] || die "the workload exited with status $rc"
+log "demo finished: the pod ran through CRI, its container in a software enclave, and was removed"

@@ -11,7 +11,11 @@
 #   containerd_stop                         kill its tasks, stop it, remove WORKDIR
 #
 # CTRD_NS (default "rune") is the containerd namespace; it also names the parent cgroup of
-# the containers (/CTRD_NS/<id>). CONTAINERD_SNAPSHOTTER (read by ctr) picks another
+# the containers (/CTRD_NS/<id>). With CTRD_CRI_SANDBOX_IMAGE set, the CRI plugin is enabled
+# as a kubelet needs it here: that pause image, a runtime handler `rune`
+# (io.containerd.rune.v2, as a RuntimeClass names it), host networking only (empty private
+# CNI directories) and restrict_oom_score_adj (the daemon may lack CAP_SYS_RESOURCE); its
+# pods live in namespace k8s.io, so set CTRD_NS=k8s.io too. CONTAINERD_SNAPSHOTTER (read by ctr) picks another
 # snapshotter than overlayfs, e.g. "native" on file systems where overlayfs fails.
 
 CTRD_NS="${CTRD_NS:-rune}"
@@ -27,15 +31,33 @@ containerd_start() {
     local dir="$1" extra="${2:-}"
     command -v containerd >/dev/null || die "containerd is not installed (scripts/install-deps.sh)"
     command -v unshare >/dev/null || die "unshare (util-linux) is not installed"
-    mkdir -p "$dir"/{root,state,tmp,opt,fifo}
+    mkdir -p "$dir"/{root,state,tmp,opt,fifo,cni/bin,cni/conf}
     CTRD_DIR="$(cd "$dir" && pwd)"
     CTRD_SOCK="$CTRD_DIR/containerd.sock"
+    local plugins='disabled_plugins = ["io.containerd.grpc.v1.cri"]'
+    if [ -n "${CTRD_CRI_SANDBOX_IMAGE:-}" ]; then
+        plugins='disabled_plugins = []'
+        extra="$extra
+[plugins.\"io.containerd.grpc.v1.cri\"]
+  sandbox_image = \"$CTRD_CRI_SANDBOX_IMAGE\"
+  restrict_oom_score_adj = true
+  stream_server_address = \"127.0.0.1\"
+  stream_server_port = \"0\"
+[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]
+  runtime_type = \"io.containerd.runc.v2\"
+[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.rune]
+  runtime_type = \"io.containerd.rune.v2\"
+[plugins.\"io.containerd.grpc.v1.cri\".cni]
+  bin_dir = \"$CTRD_DIR/cni/bin\"
+  conf_dir = \"$CTRD_DIR/cni/conf\"
+"
+    fi
     cat >"$CTRD_DIR/config.toml" <<TOML
 version = 2
 root = "$CTRD_DIR/root"
 state = "$CTRD_DIR/state"
 temp = "$CTRD_DIR/tmp"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+$plugins
 
 [grpc]
   address = "$CTRD_SOCK"

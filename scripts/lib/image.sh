@@ -12,6 +12,11 @@
 #                                               write LAYOUT:TAG to ARCHIVE, named NAME
 #   image_build_busybox_archive WORKDIR NAME [HOOK]
 #                                               all of it: prints the archive's path
+#   image_build_rootfs_archive WORKDIR NAME ROOTFS CMD...
+#                                               an image of a copy of ROOTFS (a Debian
+#                                               python3 root, say) with command CMD
+#   image_build_pause_archive WORKDIR NAME      the pod sandbox image: /pause alone,
+#                                               compiled from images/pause/pause.c
 
 IMAGE_PATH_ENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -86,4 +91,52 @@ image_build_busybox_archive() {
     image_build_busybox_oci "$work/oci" busybox "$hook" >&2
     image_to_archive "$work/oci" busybox "$work/busybox.tar" "$name" docker-archive >&2
     printf '%s\n' "$work/busybox.tar"
+}
+
+# _image_pack LAYOUT TAG FILL CMD...: a one-layer image whose root FILL (a function given the
+# root directory) fills, with command CMD.
+_image_pack() {
+    local layout="$1" tag="$2" fill="$3" bundle
+    shift 3
+    rm -rf "$layout"
+    umoci init --layout "$layout"
+    umoci new --image "$layout:$tag"
+    bundle="$layout.bundle"
+    rm -rf "$bundle"
+    umoci unpack --image "$layout:$tag" "$bundle" >/dev/null
+    "$fill" "$bundle/rootfs"
+    umoci repack --image "$layout:$tag" "$bundle"
+    rm -rf "$bundle"
+    local cfg=(--author rune --os linux --architecture "$(_image_goarch)" --config.workingdir /)
+    for arg in "$@"; do cfg+=(--config.cmd "$arg"); done
+    umoci config --image "$layout:$tag" "${cfg[@]}" --config.env "$IMAGE_PATH_ENV" \
+        --history.comment "built locally for rune"
+}
+
+image_build_rootfs_archive() {
+    local work="$1" name="$2" src="$3"
+    shift 3
+    [ -d "$src" ] || die "no root filesystem at $src"
+    _image_fill_copy() { cp -a "$src/." "$1/"; }
+    mkdir -p "$work"
+    _image_pack "$work/oci" img _image_fill_copy "$@" >&2
+    image_to_archive "$work/oci" img "$work/image.tar" "$name" docker-archive >&2
+    rm -rf "$work/oci"
+    printf '%s\n' "$work/image.tar"
+}
+
+image_build_pause_archive() {
+    local work="$1" name="$2"
+    command -v gcc >/dev/null || die "gcc is missing (scripts/install-deps.sh installs it)"
+    mkdir -p "$work"
+    gcc -static -O2 -Wall -Werror -o "$work/pause" "$RUNE_REPO/images/pause/pause.c" ||
+        die "could not compile images/pause/pause.c (is libc6-dev installed?)"
+    _image_fill_pause() {
+        mkdir -p "$1"/{dev,proc,sys}
+        install -m 0755 "$work/pause" "$1/pause"
+    }
+    _image_pack "$work/oci" pause _image_fill_pause /pause >&2
+    image_to_archive "$work/oci" pause "$work/pause.tar" "$name" docker-archive >&2
+    rm -rf "$work/oci"
+    printf '%s\n' "$work/pause.tar"
 }

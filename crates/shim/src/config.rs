@@ -20,24 +20,201 @@ pub struct Config {
     /// `trace`, `debug`, `info`, `warn` or `error`; unset means `info`.
     #[serde(default)]
     pub log_level: Option<LogLevel>,
+    /// Intel's `sgx_sign`, which the occlum carrier runs (upstream accepted the key but ran a
+    /// hard-coded path). Default [`DEFAULT_SGX_SIGN`].
+    #[serde(default)]
+    pub sgx_tool_sign: Option<PathBuf>,
     #[serde(default)]
     pub containerd: Containerd,
-    /// Tables later features use (`[enclave_runtime]`, `[signature]`, `[epm]`) are accepted and
-    /// ignored for now, so that an upstream config file does not break the shim.
-    #[serde(default, rename = "enclave_runtime")]
-    pub _enclave_runtime: Option<toml::Table>,
-    #[serde(default, rename = "signature")]
-    pub _signature: Option<toml::Table>,
-    #[serde(default, rename = "epm")]
-    pub _epm: Option<toml::Table>,
+    #[serde(default)]
+    pub enclave_runtime: EnclaveRuntime,
+    #[serde(default)]
+    pub signature: SignatureServer,
+    /// Upstream's enclave pool manager socket. Accepted so that an upstream file parses; rune's
+    /// conversion cache is local and keyed by content, so epm is not used.
+    #[serde(default)]
+    pub epm: Option<toml::Table>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Containerd {
-    /// containerd's socket (accepted, not used yet).
+    /// containerd's socket (accepted for upstream compatibility, not used).
     #[serde(default)]
     pub socket: Option<String>,
+}
+
+/// Who signs converted enclave images.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureMethod {
+    /// The shim converts and signs at Create (the provider's key or a signature server).
+    #[default]
+    Server,
+    /// Images arrive signed by their authors; the shim only verifies them.
+    Client,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnclaveRuntime {
+    #[serde(default)]
+    pub signature_method: SignatureMethod,
+    /// The provider's signing key for server-side signing without a signature server;
+    /// created (RSA-3072, e=3, mode 0600) when absent. Default [`DEFAULT_SIGNING_KEY`].
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// Where converted images are cached. Default [`DEFAULT_CACHE_DIR`].
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// `false` turns the conversion cache off.
+    #[serde(default = "yes")]
+    pub cache: bool,
+    #[serde(default)]
+    pub software: SoftwareCarrier,
+    #[serde(default)]
+    pub occlum: OcclumCarrier,
+    /// Upstream's (unimplemented) graphene carrier: accepted, unused.
+    #[serde(default)]
+    pub graphene: Option<toml::Table>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for EnclaveRuntime {
+    fn default() -> Self {
+        EnclaveRuntime {
+            signature_method: SignatureMethod::default(),
+            signing_key: None,
+            cache_dir: None,
+            cache: true,
+            software: SoftwareCarrier::default(),
+            occlum: OcclumCarrier::default(),
+            graphene: None,
+        }
+    }
+}
+
+pub const DEFAULT_SIGNING_KEY: &str = "/etc/inclavare-containers/signing-key.pem";
+pub const DEFAULT_CACHE_DIR: &str = "/var/lib/rune/carrier-cache";
+pub const DEFAULT_SOFTWARE_PAL: &str = "/usr/local/lib/rune/liberpal-software.so";
+
+impl EnclaveRuntime {
+    pub fn signing_key(&self) -> PathBuf {
+        self.signing_key
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SIGNING_KEY))
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR))
+    }
+}
+
+/// `[enclave_runtime.software]`: defaults of the software carrier; a container's
+/// `RUNE_SOFTWARE_*` variables override them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoftwareCarrier {
+    /// The software enclave PAL given to rune. Default [`DEFAULT_SOFTWARE_PAL`].
+    #[serde(default)]
+    pub enclave_runtime_path: Option<PathBuf>,
+    /// Paths the enclave may write. Default `["/tmp"]`.
+    #[serde(default)]
+    pub writable_paths: Option<Vec<String>>,
+    /// Address-space limit per enclave process, e.g. `"256M"`.
+    #[serde(default)]
+    pub memory: Option<String>,
+    #[serde(default)]
+    pub max_threads: Option<u32>,
+    #[serde(default)]
+    pub max_processes: Option<u32>,
+    /// Client-side mode: the signer policy images must satisfy at Create (the PAL checks the
+    /// node policy again at start).
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
+}
+
+impl SoftwareCarrier {
+    pub fn enclave_runtime_path(&self) -> PathBuf {
+        self.enclave_runtime_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOFTWARE_PAL))
+    }
+}
+
+/// `[enclave_runtime.occlum]`, upstream's keys plus the tool paths upstream hard-coded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcclumCarrier {
+    /// The Occlum PAL given to rune as `ENCLAVE_RUNTIME_PATH`. Default [`DEFAULT_OCCLUM_PAL`]
+    /// (upstream fell back to `<cwd>/liberpal-occlum.so`, a path inside the container).
+    #[serde(default)]
+    pub enclave_runtime_path: Option<PathBuf>,
+    /// The LibOS library `occlum build` links; its content is part of the conversion cache
+    /// key, so that an Occlum upgrade converts images again. Default [`DEFAULT_OCCLUM_LIBOS`].
+    #[serde(default)]
+    pub enclave_libos_path: Option<PathBuf>,
+    /// The `occlum` command. Default [`DEFAULT_OCCLUM`].
+    #[serde(default)]
+    pub occlum_path: Option<PathBuf>,
+}
+
+pub const DEFAULT_OCCLUM_PAL: &str = "/opt/occlum/build/lib/libocclum-pal.so";
+pub const DEFAULT_OCCLUM_LIBOS: &str = "/opt/occlum/build/lib/libocclum-libos.so";
+pub const DEFAULT_OCCLUM: &str = "/opt/occlum/build/bin/occlum";
+/// Intel's `sgx_sign`, as the SGX SDK installs it.
+pub const DEFAULT_SGX_SIGN: &str = "/opt/intel/sgxsdk/bin/x64/sgx_sign";
+
+impl OcclumCarrier {
+    pub fn enclave_runtime_path(&self) -> PathBuf {
+        self.enclave_runtime_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_OCCLUM_PAL))
+    }
+
+    pub fn enclave_libos_path(&self) -> PathBuf {
+        self.enclave_libos_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_OCCLUM_LIBOS))
+    }
+
+    pub fn occlum_path(&self) -> PathBuf {
+        self.occlum_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_OCCLUM))
+    }
+}
+
+/// `[signature]`: a remote signature server (`rune-signd` or upstream's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureServer {
+    /// Base URL, e.g. `https://signd.example:9443`. Empty: sign with the provider key.
+    #[serde(default)]
+    pub server_address: Option<String>,
+    /// File holding the bearer token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) the server's TLS certificate must chain to.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// The server's public key (PEM); a signature by any other key is refused.
+    #[serde(default)]
+    pub public_key: Option<PathBuf>,
+}
+
+impl SignatureServer {
+    /// The server address when one is configured (an empty string means none, as upstream).
+    pub fn address(&self) -> Option<&str> {
+        self.server_address
+            .as_deref()
+            .filter(|a| !a.trim().is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -105,6 +282,13 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
     }
 
+    /// The `sgx_sign` in force.
+    pub fn sgx_sign(&self) -> PathBuf {
+        self.sgx_tool_sign
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SGX_SIGN))
+    }
+
     /// The log level filter this configuration asks for.
     pub fn log_filter(&self) -> log::LevelFilter {
         self.log_level.unwrap_or(LogLevel::Info).filter()
@@ -136,11 +320,64 @@ mod tests {
     }
 
     #[test]
+    fn carrier_keys() {
+        let c = Config::parse(
+            "sgx_tool_sign = \"/opt/sgx_sign\"\n[enclave_runtime]\nsignature_method = \"client\"\n\
+             signing_key = \"/k.pem\"\ncache = false\n[enclave_runtime.software]\n\
+             enclave_runtime_path = \"/p.so\"\nwritable_paths = [\"/tmp\", \"/run\"]\n\
+             memory = \"64M\"\n[signature]\nserver_address = \"https://s:9443\"\n\
+             token_file = \"/t\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.enclave_runtime.signature_method, SignatureMethod::Client);
+        assert_eq!(c.enclave_runtime.signing_key(), PathBuf::from("/k.pem"));
+        assert!(!c.enclave_runtime.cache);
+        assert_eq!(
+            c.enclave_runtime.software.enclave_runtime_path(),
+            PathBuf::from("/p.so")
+        );
+        assert_eq!(c.signature.address(), Some("https://s:9443"));
+        let d = Config::default();
+        assert_eq!(d.enclave_runtime.signature_method, SignatureMethod::Server);
+        assert!(Config::parse("").unwrap().enclave_runtime.cache);
+        assert_eq!(d.signature.address(), None);
+        assert_eq!(
+            d.enclave_runtime.cache_dir(),
+            PathBuf::from(DEFAULT_CACHE_DIR)
+        );
+    }
+
+    #[test]
+    fn occlum_keys_and_defaults() {
+        let c = Config::parse(
+            "sgx_tool_sign = \"/sdk/sgx_sign\"\n[enclave_runtime.occlum]\n\
+             enclave_runtime_path = \"/pal.so\"\nenclave_libos_path = \"/libos.so\"\n\
+             occlum_path = \"/bin/occlum\"\n",
+        )
+        .expect("parses");
+        assert_eq!(c.sgx_sign(), PathBuf::from("/sdk/sgx_sign"));
+        let o = &c.enclave_runtime.occlum;
+        assert_eq!(o.enclave_runtime_path(), PathBuf::from("/pal.so"));
+        assert_eq!(o.enclave_libos_path(), PathBuf::from("/libos.so"));
+        assert_eq!(o.occlum_path(), PathBuf::from("/bin/occlum"));
+        let d = Config::default();
+        assert_eq!(d.sgx_sign(), PathBuf::from(DEFAULT_SGX_SIGN));
+        let o = &d.enclave_runtime.occlum;
+        assert_eq!(o.enclave_runtime_path(), PathBuf::from(DEFAULT_OCCLUM_PAL));
+        assert_eq!(o.enclave_libos_path(), PathBuf::from(DEFAULT_OCCLUM_LIBOS));
+        assert_eq!(o.occlum_path(), PathBuf::from(DEFAULT_OCCLUM));
+        assert!(Config::parse("[enclave_runtime.occlum]\nocclum = \"/x\"\n").is_err());
+    }
+
+    #[test]
     fn upstream_tables_are_accepted() {
         let c = Config::parse(
-            "log_level = \"info\"\n[enclave_runtime]\nsignature_method = \"server\"\n\
-             [enclave_runtime.occlum]\nenclave_runtime_path = \"/x.so\"\n[signature]\n\
-             server_address = \"http://x\"\n[epm]\nsocket = \"/y\"\n",
+            "log_level = \"info\"\nsgx_tool_sign = \"/opt/intel/sgxsdk/bin/x64/sgx_sign\"\n\
+             [containerd]\nsocket = \"/run/containerd/containerd.sock\"\n[enclave_runtime]\n\
+             signature_method = \"server\"\n[enclave_runtime.occlum]\n\
+             enclave_runtime_path = \"/x.so\"\nenclave_libos_path = \"/l.so\"\n\
+             [enclave_runtime.graphene]\n[signature]\nserver_address = \"http://x\"\n\
+             [epm]\nsocket = \"/y\"\n",
         )
         .unwrap();
         assert_eq!(c.log_level, Some(LogLevel::Info));
@@ -154,6 +391,9 @@ mod tests {
             "log_level = 3",
             "nonsense = 1",
             "[containerd]\nsock = \"x\"",
+            "[enclave_runtime]\nsignature_method = \"both\"",
+            "[enclave_runtime.software]\nwritable_paths = \"/tmp\"",
+            "[signature]\nserver = \"x\"",
         ] {
             let err = Config::parse(bad).unwrap_err();
             assert!(!err.contains('\n'), "{bad:?}: {err}");

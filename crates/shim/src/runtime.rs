@@ -44,16 +44,22 @@ pub fn find_binary(name: &str) -> PathBuf {
         }
         return lookup_path(name).unwrap_or_else(|| PathBuf::from(name));
     }
+    find_tool(DEFAULT_BINARY)
+}
+
+/// A program installed with the shim: next to the shim executable (a build tree, or one
+/// install prefix), else on PATH, else the bare name (so the error names it).
+pub fn find_tool(name: &str) -> PathBuf {
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(Path::to_path_buf))
     {
-        let beside = dir.join(DEFAULT_BINARY);
+        let beside = dir.join(name);
         if beside.is_file() {
             return beside;
         }
     }
-    lookup_path(DEFAULT_BINARY).unwrap_or_else(|| PathBuf::from(DEFAULT_BINARY))
+    lookup_path(name).unwrap_or_else(|| PathBuf::from(name))
 }
 
 fn lookup_path(name: &str) -> Option<PathBuf> {
@@ -403,7 +409,10 @@ impl Runtime {
 }
 
 /// Reads two pipes to their ends without letting either fill up.
-fn read_both<A: Read + AsFd, B: Read + AsFd>(a: Option<A>, b: Option<B>) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn read_both<A: Read + AsFd, B: Read + AsFd>(
+    a: Option<A>,
+    b: Option<B>,
+) -> (Vec<u8>, Vec<u8>) {
     let mut out = Vec::new();
     let mut err = Vec::new();
     let (mut a, mut b) = (a, b);

@@ -401,6 +401,56 @@ impl Shared {
         c.changed.notify_all();
     }
 
+    /// Runs the container's carrier on its mounted rootfs. Holds no lock of the service: a
+    /// conversion can take long, and the pod's other containers must not wait for it.
+    fn convert(
+        &self,
+        id: &str,
+        carrier: &dyn carrier::Carrier,
+        config: &Config,
+        bundle: &Path,
+        spec: &mut Spec,
+    ) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        let rootfs = bundle.join("rootfs");
+        let work = carrier::cache_scratch(config)
+            .map_err(|e| format!("carrier {}: scratch directory: {e}", carrier.name()))?;
+        let tools = carrier::Tools::new(Some(Arc::clone(&self.reaper)));
+        let ctx = carrier::Context {
+            id,
+            rootfs: &rootfs,
+            config,
+            tools: &tools,
+            work: work.path(),
+        };
+        // A carrier parses hostile image content; a bug there must cost one Create, never the
+        // shim that serves the pod's other containers.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            carrier::run(carrier, &ctx, spec)
+        }));
+        let outcome = match ran {
+            Ok(result) => result.map_err(|e| format!("carrier {}: {e}", carrier.name()))?,
+            Err(_) => {
+                return Err(format!(
+                    "carrier {}: internal error (panic)",
+                    carrier.name()
+                ))
+            }
+        };
+        log::info!(
+            "container {id}: carrier {} {} in {} ms: {}",
+            carrier.name(),
+            match (config.enclave_runtime.signature_method, outcome.cached) {
+                (crate::config::SignatureMethod::Client, _) => "verified the client-signed image",
+                (_, true) => "restored a cached conversion",
+                (_, false) => "converted and signed the image",
+            },
+            started.elapsed().as_millis(),
+            outcome.description
+        );
+        Ok(())
+    }
+
     fn create(&self, req: &api::CreateTaskRequest) -> TtrpcResult<u32> {
         let id = req.id.as_str();
         if id.is_empty() {
@@ -459,14 +509,20 @@ impl Shared {
         };
 
         if let Some(carrier) = carrier {
-            log::info!("container {id}: converting with carrier {}", carrier.name());
-            let converted = carrier
-                .convert(&bundle, &mut spec, &rootfs_dir)
-                .map_err(|e| e.to_string())
-                .and_then(|()| spec.save(&spec_path).map_err(|e| e.to_string()));
-            if let Err(e) = converted {
+            if let Err(e) = self.convert(id, carrier.as_ref(), &config, &bundle, &mut spec) {
                 unmount("carrier failure");
-                return Err(status(Code::INTERNAL, format!("container {id}: {e}")));
+                log::error!("container {id}: {e}");
+                return Err(status(
+                    Code::FAILED_PRECONDITION,
+                    format!("container {id}: {e}"),
+                ));
+            }
+            if let Err(e) = spec.save(&spec_path) {
+                unmount("carrier failure");
+                return Err(status(
+                    Code::INTERNAL,
+                    format!("container {id}: write {}: {e}", spec_path.display()),
+                ));
             }
         }
 

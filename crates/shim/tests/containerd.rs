@@ -1,15 +1,46 @@
 //! containerd-shim-rune-v2 under a real (private) containerd 1.6, driven with ctr.
 
-mod support;
-
 use std::fs;
+use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::*;
+use rune_test_support::*;
+
+/// The shim binary under test (`RUNE_SHIM_TEST_SHIM` overrides it, e.g. with a release build
+/// for the memory measurement).
+fn shim_bin() -> PathBuf {
+    match std::env::var_os("RUNE_SHIM_TEST_SHIM") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-rune-v2")),
+    }
+}
+
+/// `RUNE_SHIM_TEST_RUNE`, else `rune` beside this build's shim, else built on the spot (cargo
+/// builds only this package's binaries for its tests).
+fn rune_bin() -> PathBuf {
+    static RUNE: OnceLock<PathBuf> = OnceLock::new();
+    RUNE.get_or_init(|| {
+        if let Some(p) = std::env::var_os("RUNE_SHIM_TEST_RUNE").filter(|p| !p.is_empty()) {
+            return PathBuf::from(p);
+        }
+        let beside =
+            PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-rune-v2")).with_file_name("rune");
+        if beside.is_file() {
+            return beside;
+        }
+        cargo_build_bin("rune", "rune", "shim-test-rune")
+    })
+    .clone()
+}
+
+fn binaries() -> Binaries {
+    Binaries::new(shim_bin(), rune_bin())
+}
 
 fn containerd() -> Containerd {
-    let c = Containerd::start(ContainerdOpts::default());
+    let c = Containerd::start(ContainerdOpts::default().binaries(binaries()));
     c.import_busybox();
     c
 }
@@ -312,9 +343,11 @@ fn config_file_invalid_then_valid() {
     let dir = TempDir::new("shimcfg");
     let cfg = dir.join("config.toml");
     fs::write(&cfg, "log_level = \"loud\"\n").expect("write config");
-    let c = Containerd::start(ContainerdOpts {
-        shim_config: Some(cfg.clone()),
-    });
+    let c = Containerd::start(
+        ContainerdOpts::default()
+            .binaries(binaries())
+            .shim_config(&cfg),
+    );
     c.import_busybox();
     let id = unique("cfg");
     let o = c.run(&["--rm"], &id, &["echo", "hi"]);

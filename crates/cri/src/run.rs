@@ -1,0 +1,259 @@
+//! One pod with one container, run to completion the way kubelet runs it: check the image
+//! (no pull), run the sandbox, create and start the container, follow its log and poll its
+//! status until it exits, then stop and remove the container and the pod, whatever happened
+//! before.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::log::{Follower, Line};
+use crate::{Client, ContainerSpec, Error, PodSpec, Result};
+
+/// The label that finds this run's pod and container again, even when a call was cut short
+/// before its id came back.
+const RUN_LABEL: &str = "io.rune.cri/run";
+
+/// How long the runtime may take to answer the first call after it starts.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Pod and container name.
+    pub name: String,
+    pub image: String,
+    pub runtime_handler: String,
+    /// `argv`: the first word is the container's command, the others its args; empty: the
+    /// image's entrypoint and cmd.
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Empty: the image's.
+    pub working_dir: String,
+    /// The pod's log directory, kept afterwards; None: a temporary one, removed at the end.
+    pub log_dir: Option<PathBuf>,
+    /// The pod's cgroup parent; empty: the runtime's default.
+    pub cgroup_parent: String,
+    /// Grace period of StopContainer before SIGKILL.
+    pub stop_grace: Duration,
+    /// Limit on the container's run time; None: none.
+    pub timeout: Option<Duration>,
+}
+
+impl RunOptions {
+    pub fn new(image: &str, argv: &[&str]) -> RunOptions {
+        RunOptions {
+            name: format!("rune-cri-{}", std::process::id()),
+            image: image.into(),
+            runtime_handler: "rune".into(),
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            working_dir: String::new(),
+            log_dir: None,
+            cgroup_parent: String::new(),
+            stop_grace: Duration::from_secs(10),
+            timeout: None,
+        }
+    }
+}
+
+/// A token unique to this run on this node (pid and time).
+fn run_token() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}-{nanos:x}", std::process::id())
+}
+
+/// How the container ended, as `ContainerStatus` tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exit {
+    pub code: i32,
+    /// "Completed" (code 0), "Error", "OOMKilled"...
+    pub reason: String,
+    pub message: String,
+}
+
+impl Exit {
+    /// A reason beyond the exit code itself (an OOM kill, for instance).
+    pub fn is_unusual(&self) -> bool {
+        !matches!(self.reason.as_str(), "" | "Completed" | "Error")
+    }
+}
+
+/// One run, holding what must be removed afterwards. [`Session::cleanup`] must be called
+/// whatever [`Session::run`] did, including when its future was dropped half-way (ctrl-c).
+pub struct Session {
+    client: Client,
+    opts: RunOptions,
+    token: String,
+    pod_id: Option<String>,
+    container_id: Option<String>,
+    temp_log_dir: Option<PathBuf>,
+}
+
+impl Session {
+    pub fn new(client: Client, opts: RunOptions) -> Session {
+        Session {
+            client,
+            opts,
+            token: run_token(),
+            pod_id: None,
+            container_id: None,
+            temp_log_dir: None,
+        }
+    }
+
+    pub fn pod_id(&self) -> Option<&str> {
+        self.pod_id.as_deref()
+    }
+
+    pub fn container_id(&self) -> Option<&str> {
+        self.container_id.as_deref()
+    }
+
+    fn run_labels(&self) -> HashMap<String, String> {
+        HashMap::from([(RUN_LABEL.to_string(), self.token.clone())])
+    }
+
+    /// Runs the container to its end, handing each line of its log to `out` as it comes.
+    pub async fn run(&mut self, out: &mut (dyn FnMut(&Line) + Send)) -> Result<Exit> {
+        let labels = self.run_labels();
+        let client = &mut self.client;
+        client.wait_ready(READY_TIMEOUT).await?;
+        if client.image_status(&self.opts.image).await?.is_none() {
+            return Err(Error::ImageMissing(self.opts.image.clone()));
+        }
+
+        let log_dir = match &self.opts.log_dir {
+            Some(d) => d.clone(),
+            None => {
+                let d = std::env::temp_dir().join(format!("rune-cri-logs-{}", self.token));
+                self.temp_log_dir = Some(d.clone());
+                d
+            }
+        };
+        std::fs::create_dir_all(&log_dir).map_err(|source| Error::Io {
+            what: format!("create log directory {}", log_dir.display()),
+            source,
+        })?;
+        let log_dir = std::fs::canonicalize(&log_dir).map_err(|source| Error::Io {
+            what: format!("resolve log directory {}", log_dir.display()),
+            source,
+        })?;
+
+        let mut pod = PodSpec::new(&self.opts.name, &self.token, log_dir);
+        pod.cgroup_parent = self.opts.cgroup_parent.clone();
+        pod.labels = labels.clone();
+        let sandbox = pod.sandbox_config();
+        let pod_id = client
+            .run_pod_sandbox(&sandbox, &self.opts.runtime_handler)
+            .await?;
+        self.pod_id = Some(pod_id.clone());
+
+        let mut spec = ContainerSpec::new(&self.opts.name, &self.opts.image);
+        if let Some((cmd, args)) = self.opts.argv.split_first() {
+            spec.command = vec![cmd.clone()];
+            spec.args = args.to_vec();
+        }
+        spec.env = self.opts.env.clone();
+        spec.working_dir = self.opts.working_dir.clone();
+        spec.labels = labels;
+        let log_file = spec.create_log_dir(&pod)?;
+        let id = client
+            .create_container(&pod_id, &spec.config(&pod), &sandbox)
+            .await?;
+        self.container_id = Some(id.clone());
+        client.start_container(&id).await?;
+
+        let mut log = Follower::new(&log_file);
+        let read_err = |source| Error::Io {
+            what: format!("read container log {}", log_file.display()),
+            source,
+        };
+        let started = Instant::now();
+        let status = loop {
+            for line in log.poll().await.map_err(read_err)? {
+                out(&line);
+            }
+            let status = client.container_status(&id).await?;
+            if status.state() == crate::api::ContainerState::ContainerExited {
+                break status;
+            }
+            if let Some(t) = self.opts.timeout.filter(|t| started.elapsed() >= *t) {
+                return Err(Error::Timeout {
+                    what: format!("container {id} to exit"),
+                    after: t,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        // The runtime reports the exit only after the container's output is written out.
+        for line in log.finish().await.map_err(read_err)? {
+            out(&line);
+        }
+        Ok(Exit {
+            code: status.exit_code,
+            reason: status.reason,
+            message: status.message,
+        })
+    }
+
+    /// Stops and removes the container and the pod (those this run knows of and those
+    /// carrying its label), then the temporary log directory. Everything is attempted; the
+    /// first failure is returned.
+    pub async fn cleanup(&mut self) -> Result<()> {
+        let labels = self.run_labels();
+        let grace = self.opts.stop_grace;
+        let client = &mut self.client;
+        let mut first_err: Option<Error> = None;
+        let mut note = |r: Result<()>| {
+            if let Err(e) = r {
+                if e.code() != Some(tonic::Code::NotFound) && first_err.is_none() {
+                    first_err = Some(e);
+                }
+            }
+        };
+
+        let mut containers: Vec<String> = self.container_id.iter().cloned().collect();
+        match client.containers_labelled(&labels).await {
+            Ok(ids) => containers.extend(ids),
+            Err(e) => note(Err(e)),
+        }
+        containers.sort();
+        containers.dedup();
+        for id in &containers {
+            note(client.stop_container(id, grace).await);
+            note(client.remove_container(id).await);
+        }
+
+        let mut pods: Vec<String> = self.pod_id.iter().cloned().collect();
+        match client.pod_sandboxes_labelled(&labels).await {
+            Ok(ids) => pods.extend(ids),
+            Err(e) => note(Err(e)),
+        }
+        pods.sort();
+        pods.dedup();
+        for id in &pods {
+            note(client.stop_pod_sandbox(id).await);
+            note(client.remove_pod_sandbox(id).await);
+        }
+
+        if let Some(dir) = self.temp_log_dir.take() {
+            if let Err(source) = std::fs::remove_dir_all(&dir) {
+                if source.kind() != std::io::ErrorKind::NotFound {
+                    note(Err(Error::Io {
+                        what: format!("remove {}", dir.display()),
+                        source,
+                    }));
+                }
+            }
+        }
+        self.container_id = None;
+        self.pod_id = None;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
