@@ -28,7 +28,13 @@ impl<E: Executor + Clone + 'static> Executor for RuncParity<E> {
                 ))
             })?;
         }
-        self.0.validate(spec)
+        match without_path(spec) {
+            // runc looks an absolute program up without PATH; libcontainer's check insists on
+            // a PATH entry (images built FROM scratch often have none). An empty one makes
+            // its lookup runc's: a path is taken as it is, a bare name is not found.
+            Some(with_empty) => self.0.validate(&with_empty),
+            None => self.0.validate(spec),
+        }
     }
 
     fn setup_envs(&self, envs: HashMap<String, String>) -> Result<(), ExecutorSetEnvsError> {
@@ -43,10 +49,52 @@ impl<E: Executor + Clone + 'static> Executor for RuncParity<E> {
     }
 }
 
+/// `spec` with an empty `PATH=` added to its process environment, when it has none.
+fn without_path(spec: &Spec) -> Option<Spec> {
+    let process = spec.process().as_ref()?;
+    let env = process.env().clone().unwrap_or_default();
+    if env.iter().any(|e| e.starts_with("PATH=")) {
+        return None;
+    }
+    let mut process = process.clone();
+    let mut env = env;
+    env.push("PATH=".to_string());
+    process.set_env(Some(env));
+    let mut spec = spec.clone();
+    spec.set_process(Some(process));
+    Some(spec)
+}
+
 fn drop_all_capabilities() -> Result<(), caps::errors::CapsError> {
     caps::clear(None, CapSet::Ambient)?;
     caps::clear(None, CapSet::Bounding)?;
     caps::clear(None, CapSet::Inheritable)?;
     caps::clear(None, CapSet::Permitted)?;
     caps::clear(None, CapSet::Effective)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::ProcessBuilder;
+
+    fn spec(env: &[&str]) -> Spec {
+        let mut spec = Spec::default();
+        spec.set_process(Some(
+            ProcessBuilder::default()
+                .args(vec!["/pause".to_string()])
+                .env(env.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .build()
+                .unwrap(),
+        ));
+        spec
+    }
+
+    #[test]
+    fn a_missing_path_is_validated_as_an_empty_one() {
+        let fixed = without_path(&spec(&["A=1"])).unwrap();
+        let env = fixed.process().as_ref().unwrap().env().clone().unwrap();
+        assert_eq!(env, ["A=1", "PATH="]);
+        assert!(without_path(&spec(&["PATH=/bin", "A=1"])).is_none());
+    }
 }

@@ -10,7 +10,6 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use rune_test_support::*;
@@ -28,117 +27,14 @@ fn binaries() -> Binaries {
     Binaries::new(shim, rune)
 }
 
-/// `rune-enclave` and the software PAL of this workspace: the ones `cargo build` left in the
-/// target dir, else built into a private target dir (the running `cargo test` holds the lock
-/// of its own).
-fn tools() -> &'static (PathBuf, PathBuf) {
-    static TOOLS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    TOOLS.get_or_init(|| {
-        let debug = workspace_root().join("target/debug");
-        let (tool, pal) = (
-            debug.join("rune-enclave"),
-            debug.join("libliberpal_software.so"),
-        );
-        if tool.is_file() && pal.is_file() {
-            return (tool, pal);
-        }
-        let target = workspace_root().join("target/shim-test-tools");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "-p",
-                "rune-enclave",
-                "-p",
-                "liberpal-software",
-                "--target-dir",
-            ])
-            .arg(&target)
-            .current_dir(workspace_root())
-            .status()
-            .expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build of rune-enclave and the PAL failed"
-        );
-        (
-            target.join("debug/rune-enclave"),
-            target.join("debug/libliberpal_software.so"),
-        )
-    })
-}
-
-/// A node's enclave set-up, in a private directory.
-struct Node {
-    dir: TempDir,
-    config: PathBuf,
-    key: PathBuf,
-}
-
-impl Node {
-    /// Provider key, signer policy admitting `extra_signers` too, report key, shim config
-    /// (`extra_config` is appended to `[enclave_runtime]`).
-    fn new(extra_config: &str, extra_signers: &[String]) -> Node {
-        let (tool, pal) = tools();
-        let dir = TempDir::new("node");
-        let key = dir.join("signing-key.pem");
-        let o = run_cmd(
-            Command::new(tool).arg("keygen").arg("--out").arg(&key),
-            Duration::from_secs(60),
-        )
-        .ok();
-        let signer = o.stdout.trim().to_string();
-        let mut signers = vec![signer];
-        signers.extend_from_slice(extra_signers);
-        let policy = format!(
-            "allowed_signers = [{}]\nallow_debug = false\n",
-            signers
-                .iter()
-                .map(|s| format!("\"{s}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        fs::write(dir.join("policy.toml"), policy).expect("write policy");
-        fs::write(dir.join("report.key"), [7u8; 32]).expect("write report key");
-        fs::set_permissions(dir.join("report.key"), fs::Permissions::from_mode(0o600))
-            .expect("chmod report key");
-        let config = dir.join("shim.toml");
-        fs::write(
-            &config,
-            format!(
-                "[enclave_runtime]\nsigning_key = \"{}\"\ncache_dir = \"{}\"\n{extra_config}\n\
-                 [enclave_runtime.software]\nenclave_runtime_path = \"{}\"\n",
-                key.display(),
-                dir.join("cache").display(),
-                pal.display()
-            ),
-        )
-        .expect("write shim config");
-        Node { dir, config, key }
-    }
-
-    fn containerd(&self) -> Containerd {
-        let (tool, pal) = tools();
-        let pal_dir = pal.parent().expect("PAL dir");
-        let c = Containerd::start(ContainerdOpts {
-            binaries: Some(binaries()),
-            shim_config: Some(self.config.clone()),
-            env: vec![
-                ("RUNE_PAL_DIRS".into(), pal_dir.display().to_string()),
-                (
-                    "RUNE_SOFTWARE_ENCLAVE_POLICY".into(),
-                    self.dir.join("policy.toml").display().to_string(),
-                ),
-                (
-                    "RUNE_SOFTWARE_ENCLAVE_REPORT_KEY".into(),
-                    self.dir.join("report.key").display().to_string(),
-                ),
-            ],
-            extra_bins: vec![tool.clone()],
-            ..Default::default()
-        });
-        c.import_busybox();
-        c
-    }
+/// A private containerd for `node`, with the busybox image imported.
+fn containerd(node: &Node) -> Containerd {
+    let c = Containerd::start(node.containerd_opts(ContainerdOpts {
+        binaries: Some(binaries()),
+        ..Default::default()
+    }));
+    c.import_busybox();
+    c
 }
 
 const SOFTWARE: &[&str] = &["--env", "RUNE_CARRIER=software"];
@@ -153,7 +49,7 @@ const LOOP: &[&str] = &[
 #[test]
 fn software_carrier_converts_signs_caches_and_runs() {
     let node = Node::new("", &[]);
-    let mut c = node.containerd();
+    let mut c = containerd(&node);
 
     // First container: converted and signed with the provider key, which the policy admits.
     let id = unique("sw");
@@ -260,7 +156,7 @@ fn software_carrier_converts_signs_caches_and_runs() {
 #[test]
 fn bad_settings_fail_that_create_and_leave_nothing() {
     let node = Node::new("", &[]);
-    let c = node.containerd();
+    let c = containerd(&node);
     let pod = unique("pod");
     let group = format!("io.kubernetes.cri.sandbox-id={pod}");
     let keep = unique("keep");
@@ -312,7 +208,7 @@ fn bad_settings_fail_that_create_and_leave_nothing() {
 
 /// A busybox image signed by its author before packing, imported as `image_ref`.
 fn client_signed_image(c: &Containerd, work: &Path, image_ref: &str) -> String {
-    let (tool, _) = tools();
+    let (tool, _) = enclave_tools();
     let rootfs = work.join("rootfs");
     sh(&[
         "cp",
@@ -364,7 +260,7 @@ fn client_side_signing_is_verified() {
     // The author's signer is not known yet: start with a policy of the provider key only,
     // then write the final policy before containerd starts.
     let node = Node::new("signature_method = \"client\"", &[]);
-    let c = node.containerd();
+    let c = containerd(&node);
     let work = TempDir::new("client");
     let image = "localhost/rune-busybox-signed:test";
     let author = client_signed_image(&c, work.path(), image);

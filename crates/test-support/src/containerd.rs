@@ -197,9 +197,17 @@ temp = "{temp}"
   sandbox_image = "{sandbox_image}"
   # The daemon may lack CAP_SYS_RESOURCE: never ask for an oom_score_adj below its own.
   restrict_oom_score_adj = true
+  # The daemon shares the host's kernel: loading containerd's AppArmor profile would change
+  # the host, and SELinux labels are not this test's business.
+  disable_apparmor = true
+  enable_selinux = false
   # exec/attach/port-forward URLs: loopback only, any free port.
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
+
+# Naming runtimes replaces the default table: runc stays, as on a real node.
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
 
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{handler}]
   runtime_type = "{runtime_type}"

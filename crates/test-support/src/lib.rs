@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod containerd;
 pub mod fsutil;
 pub mod image;
+pub mod node;
 pub mod procs;
 
 pub use cgroup::remove_cgroups_named;
@@ -23,6 +24,7 @@ pub use image::{
     busybox_image_tar, busybox_oci_layout, busybox_rootfs, pause_image_tar, IMAGE_REF,
     PAUSE_IMAGE_REF,
 };
+pub use node::{enclave_tools, shim_binaries, Node};
 pub use procs::{
     alive, all_pids, cmdline, kill_exact, memory_kib, proc_ppid, proc_start_time, proc_state,
 };

@@ -103,6 +103,27 @@ impl Signer {
     }
 }
 
+/// Rewords a signing tool's failure for the operator of the shim, who set the signer up in
+/// the shim's configuration file, not on the tool's command line.
+pub fn in_config_terms(e: CarrierError) -> CarrierError {
+    const TERMS: &[(&str, &str)] = &[
+        ("--token-file", "[signature] token_file"),
+        ("--ca-cert", "[signature] ca_cert"),
+        ("--signer", "[signature] public_key"),
+        ("--server", "[signature] server_address"),
+        ("--key", "[enclave_runtime] signing_key"),
+    ];
+    match e {
+        CarrierError::Tool { what, message } => {
+            let message = TERMS
+                .iter()
+                .fold(message, |m, (flag, key)| m.replace(flag, key));
+            CarrierError::Tool { what, message }
+        }
+        other => other,
+    }
+}
+
 /// Makes sure the provider key exists, creating it once. Concurrent first Creates each
 /// generate a key in a private file and link it into place; the first link wins and the
 /// others use it, so no lock is held while a key is generated.
@@ -170,6 +191,20 @@ fn ensure_key(key: &Path, tools: &Tools) -> Result<(), CarrierError> {
 mod tests {
     use super::*;
     use crate::config::SignatureServer;
+
+    #[test]
+    fn tool_errors_name_the_config_keys() {
+        let e = in_config_terms(CarrierError::Tool {
+            what: "sign".into(),
+            message: "refused the token; check that --token-file holds it (--ca-cert, --key)"
+                .into(),
+        });
+        let text = e.to_string();
+        assert!(text.contains("[signature] token_file holds"), "{text}");
+        assert!(text.contains("[signature] ca_cert"), "{text}");
+        assert!(text.contains("[enclave_runtime] signing_key"), "{text}");
+        assert!(!text.contains("--"), "{text}");
+    }
 
     #[test]
     fn server_arguments_and_identity() {

@@ -20,6 +20,7 @@ use std::process::Command;
 
 use oci_spec::runtime::Spec;
 
+use super::signing::in_config_terms;
 use super::tool::{field, identity};
 use super::{env_of, env_value, program, Carrier, CarrierError, Context, Plan, Signer};
 
@@ -257,14 +258,17 @@ impl Carrier for Software {
                 .args(s.build_args()),
         )?;
         let signer = Signer::from_config(ctx.config, ctx.tools)?;
-        let out = ctx.tools.run(
-            "sign the software enclave image",
-            Command::new(&tool)
-                .arg("sign")
-                .arg("--rootfs")
-                .arg(ctx.rootfs)
-                .args(signer.args()),
-        )?;
+        let out = ctx
+            .tools
+            .run(
+                "sign the software enclave image",
+                Command::new(&tool)
+                    .arg("sign")
+                    .arg("--rootfs")
+                    .arg(ctx.rootfs)
+                    .args(signer.args()),
+            )
+            .map_err(in_config_terms)?;
         Ok(describe(&out))
     }
 
