@@ -9,6 +9,7 @@ pub mod log;
 pub mod run;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,9 +25,12 @@ pub use k8s_cri::v1 as api;
 /// What kubelet names itself in `Version` (the only version the API knows).
 const KUBELET_API_VERSION: &str = "v1";
 
-/// How long one call may take; RunPodSandbox, which creates and starts the sandbox
-/// container, is the slowest.
-const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one call may take by default: kubelet's `--runtime-request-timeout`. A carrier
+/// converts the image within StartContainer, so a slow conversion needs more.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long connecting to the socket may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -34,9 +38,11 @@ pub enum Error {
     Endpoint(String),
     #[error("cannot connect to {endpoint}: {message}")]
     Connect { endpoint: String, message: String },
-    #[error("{call}: {message} ({code:?})")]
+    /// A call the runtime refused or failed; `object` names what it was about.
+    #[error("{call} {object}: {message} ({code:?})")]
     Rpc {
         call: &'static str,
+        object: String,
         code: tonic::Code,
         message: String,
     },
@@ -55,9 +61,11 @@ pub enum Error {
 }
 
 impl Error {
-    fn rpc(call: &'static str) -> impl FnOnce(tonic::Status) -> Error {
+    fn rpc(call: &'static str, object: impl Into<String>) -> impl FnOnce(tonic::Status) -> Error {
+        let object = object.into();
         move |s| Error::Rpc {
             call,
+            object,
             code: s.code(),
             message: s.message().to_string(),
         }
@@ -107,11 +115,40 @@ pub struct ExecOutput {
     pub exit_code: i32,
 }
 
+/// Awaits one call within `limit` (None: no limit) and names the call and its object when it
+/// fails. A call given up on is dropped, which resets its HTTP/2 stream: the runtime sees the
+/// request cancelled.
+async fn call<T>(
+    limit: Option<Duration>,
+    call: &'static str,
+    object: String,
+    fut: impl Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T> {
+    let answer = match limit {
+        Some(limit) => match tokio::time::timeout(limit, fut).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                return Err(Error::Rpc {
+                    call,
+                    object,
+                    code: tonic::Code::DeadlineExceeded,
+                    message: format!("no answer within {limit:?}"),
+                })
+            }
+        },
+        None => fut.await,
+    };
+    answer
+        .map(tonic::Response::into_inner)
+        .map_err(Error::rpc(call, object))
+}
+
 /// A connection to a CRI runtime (its runtime and image services).
 #[derive(Clone)]
 pub struct Client {
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
+    request_timeout: Duration,
 }
 
 impl Client {
@@ -120,7 +157,7 @@ impl Client {
         let path = socket_path(endpoint)?;
         // The URI only satisfies the HTTP/2 layer; the connector ignores it.
         let channel = Endpoint::from_static("http://localhost")
-            .timeout(CALL_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
             .connect_with_connector(tower::service_fn(move |_: Uri| {
                 let path = path.clone();
                 async move { UnixStream::connect(path).await.map(TokioIo::new) }
@@ -133,7 +170,14 @@ impl Client {
         Ok(Client {
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
+            request_timeout: REQUEST_TIMEOUT,
         })
+    }
+
+    /// How long a call may take (kubelet's `--runtime-request-timeout`, 2 minutes by default);
+    /// `ExecSync` gets this on top of its own time-out.
+    pub fn set_request_timeout(&mut self, timeout: Duration) {
+        self.request_timeout = timeout;
     }
 
     /// The raw runtime service, for calls this type does not wrap.
@@ -150,12 +194,9 @@ impl Client {
         let req = api::VersionRequest {
             version: KUBELET_API_VERSION.into(),
         };
-        Ok(self
-            .runtime
-            .version(req)
-            .await
-            .map_err(Error::rpc("Version"))?
-            .into_inner())
+        let object = format!("(API {KUBELET_API_VERSION})");
+        let limit = Some(self.request_timeout);
+        call(limit, "Version", object, self.runtime.version(req)).await
     }
 
     /// `Version` until it answers: containerd's CRI plugin refuses calls for a moment after
@@ -180,13 +221,10 @@ impl Client {
             }),
             verbose: false,
         };
-        Ok(self
-            .images
-            .image_status(req)
-            .await
-            .map_err(Error::rpc("ImageStatus"))?
-            .into_inner()
-            .image)
+        let object = format!("of image {image:?}");
+        let limit = Some(self.request_timeout);
+        let answer = call(limit, "ImageStatus", object, self.images.image_status(req)).await?;
+        Ok(answer.image)
     }
 
     /// Runs the pod's sandbox with `runtime_handler` (a runtime in the CRI plugin's config);
@@ -196,47 +234,71 @@ impl Client {
         config: &api::PodSandboxConfig,
         runtime_handler: &str,
     ) -> Result<String> {
+        let pod = config
+            .metadata
+            .as_ref()
+            .map(|m| format!("{}/{}", m.namespace, m.name))
+            .unwrap_or_default();
         let req = api::RunPodSandboxRequest {
             config: Some(config.clone()),
             runtime_handler: runtime_handler.into(),
         };
-        Ok(self
-            .runtime
-            .run_pod_sandbox(req)
-            .await
-            .map_err(Error::rpc("RunPodSandbox"))?
-            .into_inner()
-            .pod_sandbox_id)
+        let object = format!("of pod {pod:?} (runtime handler {runtime_handler:?})");
+        let limit = Some(self.request_timeout);
+        let answer = call(
+            limit,
+            "RunPodSandbox",
+            object,
+            self.runtime.run_pod_sandbox(req),
+        )
+        .await?;
+        Ok(answer.pod_sandbox_id)
     }
 
+    /// Records the container in the pod; containerd 1.6 creates its task (and so runs the
+    /// shim's Create) only at [`Client::start_container`].
     pub async fn create_container(
         &mut self,
         pod_sandbox_id: &str,
         config: &api::ContainerConfig,
         sandbox_config: &api::PodSandboxConfig,
     ) -> Result<String> {
+        let name = config.metadata.as_ref().map(|m| m.name.as_str());
+        let image = config.image.as_ref().map(|i| i.image.as_str());
+        let object = format!(
+            "of container {:?} (image {:?}) in pod sandbox {pod_sandbox_id}",
+            name.unwrap_or_default(),
+            image.unwrap_or_default()
+        );
         let req = api::CreateContainerRequest {
             pod_sandbox_id: pod_sandbox_id.into(),
             config: Some(config.clone()),
             sandbox_config: Some(sandbox_config.clone()),
         };
-        Ok(self
-            .runtime
-            .create_container(req)
-            .await
-            .map_err(Error::rpc("CreateContainer"))?
-            .into_inner()
-            .container_id)
+        let limit = Some(self.request_timeout);
+        let answer = call(
+            limit,
+            "CreateContainer",
+            object,
+            self.runtime.create_container(req),
+        )
+        .await?;
+        Ok(answer.container_id)
     }
 
     pub async fn start_container(&mut self, id: &str) -> Result<()> {
         let req = api::StartContainerRequest {
             container_id: id.into(),
         };
-        self.runtime
-            .start_container(req)
-            .await
-            .map_err(Error::rpc("StartContainer"))?;
+        let object = format!("of container {id}");
+        let limit = Some(self.request_timeout);
+        call(
+            limit,
+            "StartContainer",
+            object,
+            self.runtime.start_container(req),
+        )
+        .await?;
         Ok(())
     }
 
@@ -245,13 +307,17 @@ impl Client {
             container_id: id.into(),
             verbose: false,
         };
-        self.runtime
-            .container_status(req)
-            .await
-            .map_err(Error::rpc("ContainerStatus"))?
-            .into_inner()
-            .status
-            .ok_or_else(|| Error::Runtime(format!("ContainerStatus of {id}: no status")))
+        let object = format!("of container {id}");
+        let limit = Some(self.request_timeout);
+        call(
+            limit,
+            "ContainerStatus",
+            object,
+            self.runtime.container_status(req),
+        )
+        .await?
+        .status
+        .ok_or_else(|| Error::Runtime(format!("ContainerStatus of container {id}: no status")))
     }
 
     /// Polls `ContainerStatus` (as kubelet's PLEG does) until the container has exited.
@@ -276,7 +342,8 @@ impl Client {
         }
     }
 
-    /// Runs `cmd` in the container and waits for it (`timeout` zero: no limit).
+    /// Runs `cmd` in the container and waits for it, for at most `timeout` (whole seconds;
+    /// zero: no limit).
     pub async fn exec_sync(
         &mut self,
         id: &str,
@@ -288,12 +355,10 @@ impl Client {
             cmd: cmd.iter().map(|s| s.to_string()).collect(),
             timeout: timeout.as_secs() as i64,
         };
-        let r = self
-            .runtime
-            .exec_sync(req)
-            .await
-            .map_err(Error::rpc("ExecSync"))?
-            .into_inner();
+        let object = format!("of {cmd:?} in container {id}");
+        // As kubelet: the exec's own time plus the usual allowance for the call.
+        let limit = (!timeout.is_zero()).then(|| timeout + self.request_timeout);
+        let r = call(limit, "ExecSync", object, self.runtime.exec_sync(req)).await?;
         Ok(ExecOutput {
             stdout: r.stdout,
             stderr: r.stderr,
@@ -307,10 +372,15 @@ impl Client {
             container_id: id.into(),
             timeout: grace.as_secs() as i64,
         };
-        self.runtime
-            .stop_container(req)
-            .await
-            .map_err(Error::rpc("StopContainer"))?;
+        let object = format!("of container {id}");
+        let limit = Some(grace + self.request_timeout);
+        call(
+            limit,
+            "StopContainer",
+            object,
+            self.runtime.stop_container(req),
+        )
+        .await?;
         Ok(())
     }
 
@@ -318,10 +388,15 @@ impl Client {
         let req = api::RemoveContainerRequest {
             container_id: id.into(),
         };
-        self.runtime
-            .remove_container(req)
-            .await
-            .map_err(Error::rpc("RemoveContainer"))?;
+        let object = format!("of container {id}");
+        let limit = Some(self.request_timeout);
+        call(
+            limit,
+            "RemoveContainer",
+            object,
+            self.runtime.remove_container(req),
+        )
+        .await?;
         Ok(())
     }
 
@@ -329,10 +404,15 @@ impl Client {
         let req = api::StopPodSandboxRequest {
             pod_sandbox_id: id.into(),
         };
-        self.runtime
-            .stop_pod_sandbox(req)
-            .await
-            .map_err(Error::rpc("StopPodSandbox"))?;
+        let object = format!("of pod sandbox {id}");
+        let limit = Some(self.request_timeout);
+        call(
+            limit,
+            "StopPodSandbox",
+            object,
+            self.runtime.stop_pod_sandbox(req),
+        )
+        .await?;
         Ok(())
     }
 
@@ -340,14 +420,19 @@ impl Client {
         let req = api::RemovePodSandboxRequest {
             pod_sandbox_id: id.into(),
         };
-        self.runtime
-            .remove_pod_sandbox(req)
-            .await
-            .map_err(Error::rpc("RemovePodSandbox"))?;
+        let object = format!("of pod sandbox {id}");
+        let limit = Some(self.request_timeout);
+        call(
+            limit,
+            "RemovePodSandbox",
+            object,
+            self.runtime.remove_pod_sandbox(req),
+        )
+        .await?;
         Ok(())
     }
 
-    /// Ids of the pod sandboxes carrying all of `labels`.
+    /// Ids of the pod sandboxes carrying all of `labels` (every pod sandbox when empty).
     pub async fn pod_sandboxes_labelled(
         &mut self,
         labels: &HashMap<String, String>,
@@ -358,19 +443,19 @@ impl Client {
                 ..Default::default()
             }),
         };
-        Ok(self
-            .runtime
-            .list_pod_sandbox(req)
-            .await
-            .map_err(Error::rpc("ListPodSandbox"))?
-            .into_inner()
-            .items
-            .into_iter()
-            .map(|p| p.id)
-            .collect())
+        let object = format!("labelled {labels:?}");
+        let limit = Some(self.request_timeout);
+        let answer = call(
+            limit,
+            "ListPodSandbox",
+            object,
+            self.runtime.list_pod_sandbox(req),
+        )
+        .await?;
+        Ok(answer.items.into_iter().map(|p| p.id).collect())
     }
 
-    /// Ids of the containers carrying all of `labels`.
+    /// Ids of the containers carrying all of `labels` (every container when empty).
     pub async fn containers_labelled(
         &mut self,
         labels: &HashMap<String, String>,
@@ -381,16 +466,16 @@ impl Client {
                 ..Default::default()
             }),
         };
-        Ok(self
-            .runtime
-            .list_containers(req)
-            .await
-            .map_err(Error::rpc("ListContainers"))?
-            .into_inner()
-            .containers
-            .into_iter()
-            .map(|c| c.id)
-            .collect())
+        let object = format!("labelled {labels:?}");
+        let limit = Some(self.request_timeout);
+        let answer = call(
+            limit,
+            "ListContainers",
+            object,
+            self.runtime.list_containers(req),
+        )
+        .await?;
+        Ok(answer.containers.into_iter().map(|c| c.id).collect())
     }
 }
 

@@ -8,12 +8,27 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use rune_cri::log::{Line, Stream};
-use rune_cri::run::{RunOptions, Session};
-use rune_cri::Client;
+use rune_cri::run::{RunOptions, Session, Sink};
+use rune_cri::{Client, ExecOutput};
 
 /// Exit status for failures of rune-cri itself (as `docker run` uses), so that they are told
 /// apart from the container's own exit codes.
 const FAILURE: u8 = 125;
+
+/// Exit status when `--timeout` ran out (as timeout(1) uses).
+const TIMED_OUT: u8 = 124;
+
+const RUN_HELP: &str = "\
+Exit status: the container's exit code; 124 when --timeout ran out; 125 when rune-cri
+itself failed (the runtime refused a call, the image is not on the node, ...); 128+N when
+signal N (SIGINT, SIGTERM, SIGHUP) interrupted the run. The pod is removed in every case.
+
+Examples (containerd's CRI plugin with a runtime handler `rune`):
+  rune-cri run --endpoint unix:///run/containerd/containerd.sock --runtime-handler rune \\
+      --image docker.io/library/busybox:latest --env RUNE_CARRIER=software \\
+      -- sh -c 'echo hello from a software enclave'
+  rune-cri run --image docker.io/library/busybox:latest --exec 'cat /etc/hostname' \\
+      -- sleep 2";
 
 #[derive(Parser)]
 #[command(name = "rune-cri", version, about = "A kubelet-like CRI client")]
@@ -26,6 +41,13 @@ struct Cli {
 enum Command {
     /// Run one pod with one container to completion, print its log, exit with its exit code;
     /// the container and the pod are removed afterwards in every case.
+    ///
+    /// As kubelet does: ImageStatus (the image must already be on the node: nothing is
+    /// pulled), RunPodSandbox on the host's network, CreateContainer and StartContainer, the
+    /// container's CRI log file read as it grows (its stdout to stdout, its stderr to stderr),
+    /// ContainerStatus until it has exited, then StopContainer, RemoveContainer,
+    /// StopPodSandbox and RemovePodSandbox.
+    #[command(after_help = RUN_HELP)]
     Run(RunArgs),
 }
 
@@ -59,9 +81,19 @@ struct RunArgs {
     /// Seconds between the stop signal and SIGKILL when the container is stopped early.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     stop_timeout: u64,
-    /// Stop the container after this many seconds.
+    /// Stop the container and fail (status 124) when it has not exited after this many
+    /// seconds (execs included).
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<u64>,
+    /// How long one CRI call may take (kubelet's --runtime-request-timeout); a carrier's
+    /// conversion of the image happens within StartContainer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    request_timeout: u64,
+    /// Run CMD in the container once it has started (ExecSync), print its output; CMD is split
+    /// at whitespace (no shell, no quoting). Repeatable: run in order. An exec that cannot run
+    /// fails the run; its exit code is only reported.
+    #[arg(long = "exec", value_name = "CMD", value_parser = parse_exec)]
+    execs: Vec<Vec<String>>,
     /// The command and its arguments; by default the image's.
     #[arg(last = true, value_name = "CMD")]
     argv: Vec<String>,
@@ -74,19 +106,54 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Each line to our stream of the same name, flushed at once so that interleaving follows
-/// the container's.
-fn print_line(line: &Line) {
-    let _ = match line.stream {
-        Stream::Stdout => {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", line.msg).and_then(|_| out.flush())
+fn parse_exec(s: &str) -> Result<Vec<String>, String> {
+    let argv: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+    if argv.is_empty() {
+        return Err("an empty command".into());
+    }
+    Ok(argv)
+}
+
+/// Prints to our stdout and stderr, flushed at once so that interleaving follows the
+/// container's.
+struct Terminal;
+
+impl Terminal {
+    fn write(stream: Stream, bytes: &[u8]) {
+        // A closed stdout (a pipe whose reader left) must not stop the run or its clean-up.
+        let _ = match stream {
+            Stream::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes).and_then(|_| out.flush())
+            }
+            Stream::Stderr => {
+                let mut err = std::io::stderr().lock();
+                err.write_all(bytes).and_then(|_| err.flush())
+            }
+        };
+    }
+}
+
+impl Sink for Terminal {
+    /// Each line to our stream of the same name.
+    fn line(&mut self, line: &Line) {
+        let mut text = line.msg.clone().into_bytes();
+        text.push(b'\n');
+        Terminal::write(line.stream, &text);
+    }
+
+    fn exec(&mut self, argv: &[String], output: &ExecOutput) {
+        Terminal::write(Stream::Stdout, &output.stdout);
+        Terminal::write(Stream::Stderr, &output.stderr);
+        if output.exit_code != 0 {
+            let note = format!(
+                "rune-cri: exec {:?} exited with status {}\n",
+                argv.join(" "),
+                output.exit_code
+            );
+            Terminal::write(Stream::Stderr, note.as_bytes());
         }
-        Stream::Stderr => {
-            let mut err = std::io::stderr().lock();
-            writeln!(err, "{}", line.msg).and_then(|_| err.flush())
-        }
-    };
+    }
 }
 
 /// The exit status of a shell for the first of SIGINT, SIGTERM or SIGHUP to arrive.
@@ -131,14 +198,16 @@ async fn run(args: RunArgs) -> Result<u8, String> {
     opts.cgroup_parent = args.cgroup_parent.unwrap_or_default();
     opts.stop_grace = Duration::from_secs(args.stop_timeout);
     opts.timeout = args.timeout.map(Duration::from_secs);
+    opts.execs = args.execs;
 
-    let client = Client::connect(&args.endpoint)
+    let mut client = Client::connect(&args.endpoint)
         .await
         .map_err(|e| e.to_string())?;
+    client.set_request_timeout(Duration::from_secs(args.request_timeout));
     let mut session = Session::new(client, opts);
-    let mut out = print_line;
+    let mut terminal = Terminal;
     let outcome = tokio::select! {
-        r = session.run(&mut out) => Outcome::Done(r),
+        r = session.run(&mut terminal) => Outcome::Done(r),
         code = interrupted() => Outcome::Interrupted(code),
     };
     let cleaned = session.cleanup().await;
@@ -154,6 +223,11 @@ async fn run(args: RunArgs) -> Result<u8, String> {
             }
             // Exit codes of Linux processes fit in a byte; anything else is a runtime's oddity.
             Ok(u8::try_from(exit.code).unwrap_or(FAILURE))
+        }
+        Outcome::Done(Err(e @ rune_cri::Error::Timeout { .. })) => {
+            cleaned.map_err(cleanup_failed)?;
+            eprintln!("rune-cri: {e}; the container was stopped and the pod removed");
+            Ok(TIMED_OUT)
         }
         Outcome::Done(Err(e)) => match cleaned {
             Ok(()) => Err(e.to_string()),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::log::{Follower, Line};
-use crate::{Client, ContainerSpec, Error, PodSpec, Result};
+use crate::{Client, ContainerSpec, Error, ExecOutput, PodSpec, Result};
 
 /// The label that finds this run's pod and container again, even when a call was cut short
 /// before its id came back.
@@ -35,8 +35,12 @@ pub struct RunOptions {
     pub cgroup_parent: String,
     /// Grace period of StopContainer before SIGKILL.
     pub stop_grace: Duration,
-    /// Limit on the container's run time; None: none.
+    /// Limit on the container's run time (execs included); None: none.
     pub timeout: Option<Duration>,
+    /// Commands run in the container with `ExecSync`, one after the other, once it has
+    /// started; each must be able to run (an exec the runtime refuses fails the run), but its
+    /// exit code is only reported.
+    pub execs: Vec<Vec<String>>,
 }
 
 impl RunOptions {
@@ -52,6 +56,7 @@ impl RunOptions {
             cgroup_parent: String::new(),
             stop_grace: Duration::from_secs(10),
             timeout: None,
+            execs: Vec::new(),
         }
     }
 }
@@ -79,6 +84,14 @@ impl Exit {
     pub fn is_unusual(&self) -> bool {
         !matches!(self.reason.as_str(), "" | "Completed" | "Error")
     }
+}
+
+/// Where a run's output goes as it comes.
+pub trait Sink: Send {
+    /// A line of the container's log.
+    fn line(&mut self, line: &Line);
+    /// The result of one of [`RunOptions::execs`].
+    fn exec(&mut self, argv: &[String], output: &ExecOutput);
 }
 
 /// One run, holding what must be removed afterwards. [`Session::cleanup`] must be called
@@ -116,8 +129,9 @@ impl Session {
         HashMap::from([(RUN_LABEL.to_string(), self.token.clone())])
     }
 
-    /// Runs the container to its end, handing each line of its log to `out` as it comes.
-    pub async fn run(&mut self, out: &mut (dyn FnMut(&Line) + Send)) -> Result<Exit> {
+    /// Runs the container to its end, handing its log lines and exec results to `out` as
+    /// they come.
+    pub async fn run(&mut self, out: &mut dyn Sink) -> Result<Exit> {
         let labels = self.run_labels();
         let client = &mut self.client;
         client.wait_ready(READY_TIMEOUT).await?;
@@ -165,32 +179,57 @@ impl Session {
             .await?;
         self.container_id = Some(id.clone());
         client.start_container(&id).await?;
+        let started = Instant::now();
 
         let mut log = Follower::new(&log_file);
         let read_err = |source| Error::Io {
             what: format!("read container log {}", log_file.display()),
             source,
         };
-        let started = Instant::now();
+        let timed_out = || Error::Timeout {
+            what: format!("container {id} to exit"),
+            after: self.opts.timeout.unwrap_or_default(),
+        };
+        let remaining = |timeout: Option<Duration>| match timeout {
+            Some(t) => t
+                .checked_sub(started.elapsed())
+                .filter(|left| !left.is_zero())
+                .ok_or_else(timed_out),
+            // ExecSync's "no limit".
+            None => Ok(Duration::ZERO),
+        };
+
+        for argv in &self.opts.execs {
+            for line in log.poll().await.map_err(read_err)? {
+                out.line(&line);
+            }
+            let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let limit = remaining(self.opts.timeout)?;
+            // ExecSync counts whole seconds; less than one would mean no limit.
+            let limit = if limit.is_zero() || limit >= Duration::from_secs(1) {
+                limit
+            } else {
+                Duration::from_secs(1)
+            };
+            let result = client.exec_sync(&id, &words, limit).await?;
+            out.exec(argv, &result);
+        }
+
         let status = loop {
             for line in log.poll().await.map_err(read_err)? {
-                out(&line);
+                out.line(&line);
             }
             let status = client.container_status(&id).await?;
             if status.state() == crate::api::ContainerState::ContainerExited {
                 break status;
             }
-            if let Some(t) = self.opts.timeout.filter(|t| started.elapsed() >= *t) {
-                return Err(Error::Timeout {
-                    what: format!("container {id} to exit"),
-                    after: t,
-                });
-            }
+            remaining(self.opts.timeout)?;
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        // The runtime reports the exit only after the container's output is written out.
+        // containerd's CRI plugin records the exit only once the container's output is
+        // copied into the log, so what is read now is all of it.
         for line in log.finish().await.map_err(read_err)? {
-            out(&line);
+            out.line(&line);
         }
         Ok(Exit {
             code: status.exit_code,

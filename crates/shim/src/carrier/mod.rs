@@ -54,6 +54,9 @@ pub struct Plan {
     pub outputs: Vec<PathBuf>,
     /// Environment entries for rune, added where the container has not set them.
     pub env: Vec<(String, String)>,
+    /// Entries of `env` that replace the container's own value: ones the carrier derived
+    /// from that value (a path it resolved inside the image, say).
+    pub replaces: Vec<&'static str>,
 }
 
 /// A conversion of a container bundle, run before `rune create`.
@@ -146,6 +149,7 @@ pub fn cache_scratch(config: &Config) -> std::io::Result<cache::Scratch> {
 }
 
 /// How a conversion went, for the log.
+#[derive(Debug)]
 pub struct Outcome {
     pub description: String,
     /// Served from the conversion cache.
@@ -156,6 +160,9 @@ pub struct Outcome {
 /// cache (server mode), then add the enclave settings to `spec`'s environment.
 pub fn run(carrier: &dyn Carrier, ctx: &Context, spec: &mut Spec) -> Result<Outcome, CarrierError> {
     let plan = carrier.plan(ctx, spec)?;
+    // Settings that cannot be added fail before anything is converted or written.
+    let mut with_settings = spec.clone();
+    add_env(&mut with_settings, &plan)?;
     let outcome = match ctx.config.enclave_runtime.signature_method {
         SignatureMethod::Client => Outcome {
             description: carrier.verify(ctx, spec, &plan)?,
@@ -167,7 +174,7 @@ pub fn run(carrier: &dyn Carrier, ctx: &Context, spec: &mut Spec) -> Result<Outc
         },
         SignatureMethod::Server => convert_cached(carrier, ctx, spec, &plan)?,
     };
-    add_env(spec, &plan.env)?;
+    *spec = with_settings;
     Ok(outcome)
 }
 
@@ -219,18 +226,26 @@ fn convert_cached(
 /// Appends `NAME=value` for each setting the environment does not have yet, keeping the
 /// container's order (upstream rebuilt the list from a map, shuffling it). A setting the
 /// container gave another value is kept, except `ENCLAVE_TYPE`: a carrier builds for one
-/// enclave type, and running its image as another can only fail later and less clearly.
-fn add_env(spec: &mut Spec, settings: &[(String, String)]) -> Result<(), CarrierError> {
+/// enclave type, and running its image as another can only fail later and less clearly; and
+/// except the plan's `replaces`, which are rewritten in place.
+fn add_env(spec: &mut Spec, plan: &Plan) -> Result<(), CarrierError> {
     let mut env = env_of(spec).to_vec();
-    for (name, value) in settings {
+    for (name, value) in &plan.env {
+        let entry = format!("{name}={value}");
         match env_value(spec, name) {
-            None => env.push(format!("{name}={value}")),
+            None => env.push(entry),
             Some(existing) if name == "ENCLAVE_TYPE" && existing != *value => {
                 return Err(CarrierError::Setting(format!(
                     "ENCLAVE_TYPE={existing} conflicts with {CARRIER_ENV}={}, which needs \
                      ENCLAVE_TYPE={value}: remove ENCLAVE_TYPE from the container",
                     requested(spec).unwrap_or_default()
                 )));
+            }
+            Some(_) if plan.replaces.contains(&name.as_str()) => {
+                let prefix = format!("{name}=");
+                for e in env.iter_mut().filter(|e| e.starts_with(&prefix)) {
+                    e.clone_from(&entry);
+                }
             }
             Some(_) => {}
         }
@@ -314,6 +329,18 @@ mod tests {
         assert!(by_name("graphene").is_err());
     }
 
+    fn plan(env: &[(&str, &str)], replaces: Vec<&'static str>) -> Plan {
+        Plan {
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            replaces,
+        }
+    }
+
     #[test]
     fn settings_are_appended_in_order_and_conflicts_named() {
         let mut spec = spec_with_env(&[
@@ -323,10 +350,13 @@ mod tests {
         ]);
         add_env(
             &mut spec,
-            &[
-                ("ENCLAVE_TYPE".into(), "software".into()),
-                ("ENCLAVE_RUNTIME_PATH".into(), "/p.so".into()),
-            ],
+            &plan(
+                &[
+                    ("ENCLAVE_TYPE", "software"),
+                    ("ENCLAVE_RUNTIME_PATH", "/p.so"),
+                ],
+                Vec::new(),
+            ),
         )
         .unwrap();
         assert_eq!(
@@ -339,11 +369,26 @@ mod tests {
             ]
         );
         let mut spec = spec_with_env(&["ENCLAVE_TYPE=intelSgx", "RUNE_CARRIER=software"]);
-        let err = add_env(&mut spec, &[("ENCLAVE_TYPE".into(), "software".into())]).unwrap_err();
+        let err = add_env(
+            &mut spec,
+            &plan(&[("ENCLAVE_TYPE", "software")], Vec::new()),
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("ENCLAVE_TYPE=intelSgx conflicts"),
             "{err}"
         );
+        // A derived value replaces the container's in place.
+        let mut spec = spec_with_env(&["ENCLAVE_RUNTIME_ARGS=/link/inst", "A=1"]);
+        add_env(
+            &mut spec,
+            &plan(
+                &[("ENCLAVE_RUNTIME_ARGS", "/real/inst")],
+                vec!["ENCLAVE_RUNTIME_ARGS"],
+            ),
+        )
+        .unwrap();
+        assert_eq!(env_of(&spec), ["ENCLAVE_RUNTIME_ARGS=/real/inst", "A=1"]);
     }
 
     #[test]

@@ -236,6 +236,7 @@ impl Carrier for Software {
         Ok(Plan {
             inputs,
             outputs: vec![OUTPUT_DIR.into()],
+            replaces: Vec::new(),
             env: vec![
                 ("ENCLAVE_TYPE".to_string(), "software".to_string()),
                 (

@@ -44,6 +44,7 @@ use std::process::Command;
 use oci_spec::runtime::Spec;
 use sha2::{Digest, Sha256};
 
+use super::signing::in_config_terms;
 use super::tool::{field, identity};
 use super::{env_value, program, rootfs, Carrier, CarrierError, Context, Plan, Signer};
 use crate::config::SignatureMethod;
@@ -385,6 +386,8 @@ impl Carrier for Occlum {
                 ),
             ],
             outputs: vec![instance],
+            // The container's own value, resolved in the image as the PAL would resolve it.
+            replaces: vec![RUNTIME_ARGS],
         })
     }
 
@@ -478,18 +481,21 @@ impl Carrier for Occlum {
 
         let signer = Signer::from_config(ctx.config, ctx.tools)?;
         let what = "sign the SGX signing material";
-        let out = ctx.tools.run(
-            what,
-            Command::new(ctx.tools.find("rune-enclave"))
-                .arg("sign-material")
-                .arg("--material")
-                .arg(&material)
-                .args(signer.args())
-                .arg("--signature-out")
-                .arg(&signature)
-                .arg("--public-key-out")
-                .arg(&public_key),
-        )?;
+        let out = ctx
+            .tools
+            .run(
+                what,
+                Command::new(ctx.tools.find("rune-enclave"))
+                    .arg("sign-material")
+                    .arg("--material")
+                    .arg(&material)
+                    .args(signer.args())
+                    .arg("--signature-out")
+                    .arg(&signature)
+                    .arg("--public-key-out")
+                    .arg(&public_key),
+            )
+            .map_err(in_config_terms)?;
         let signer_id = field(&out, "signer").ok_or_else(|| {
             tool_error(
                 what,
