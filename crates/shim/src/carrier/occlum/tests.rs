@@ -348,3 +348,184 @@ fn client_mode_needs_a_signed_instance() {
     );
     assert!(env(&s).contains(&"ENCLAVE_TYPE=intelSgx".to_string()));
 }
+
+/// The stand-in's listing of the image it sealed into the instance in `root`.
+fn sealed_listing(root: &Path, instance: &Path) -> String {
+    fs::read_to_string(root.join(instance).join("build/mount/__ROOT/image.list"))
+        .expect("the stand-in's image listing")
+}
+
+#[test]
+fn directories_linked_out_of_the_image_are_followed_inside_the_copy() {
+    let node = node("cache = false");
+    let at = tempfile::tempdir().expect("tempdir");
+    let root = rootfs(at.path());
+    // A host directory the image's links name; nothing may be written to or read from it.
+    let outside = at.path().join("outside");
+    fs::create_dir(&outside).expect("mkdir");
+    fs::write(outside.join("secret"), "host secret").expect("write");
+    let inside = outside.strip_prefix("/").expect("absolute tempdir");
+    let climb = Path::new("../../../../../../../../../..").join(inside);
+    // Where `occlum init` puts Occlum's own files (lib, lib64, opt), the image has links
+    // leading out of the rootfs: absolute, climbing, and a chain of links.
+    fs::remove_file(root.join("lib")).expect("rm lib");
+    symlink(&outside, root.join("lib")).expect("symlink");
+    symlink(&climb, root.join("opt")).expect("symlink");
+    symlink("/rootlink/opt", root.join("lib64")).expect("symlink");
+    symlink(outside.join("secret"), root.join("etc/passwd")).expect("symlink");
+    let host_before = fs::read_dir(&outside).expect("outside").count();
+
+    let mut s = spec(&["/bin/hello"], &["PATH=/bin", "RUNE_CARRIER=occlum"]);
+    run(&node, &root, &mut s).expect("conversion");
+
+    // Nothing reached the host directory.
+    assert_eq!(
+        fs::read_dir(&outside).expect("outside").count(),
+        host_before
+    );
+    assert_eq!(
+        fs::read_to_string(outside.join("secret")).expect("secret"),
+        "host secret"
+    );
+    // Occlum's loader landed where the container will find it through the link: at the
+    // same path inside the image. (The stand-in build also refused any link of the copy that
+    // leads out of it when followed on the host.)
+    let listing = sealed_listing(&root, Path::new(INSTANCE_DIR));
+    for file in ["libc.so", "ld-musl-x86_64.so.1"] {
+        let line = format!("f {}/{file} ", inside.display());
+        assert!(listing.lines().any(|l| l == line), "{line:?} in\n{listing}");
+    }
+    // The file link was copied as a link, never read; the image's own links are unchanged.
+    assert!(
+        listing.lines().any(|l| l.starts_with("l etc/passwd ")),
+        "{listing}"
+    );
+    assert!(!listing.contains("host secret"), "{listing}");
+    assert_eq!(fs::read_link(root.join("lib")).expect("link"), outside);
+    assert_eq!(fs::read_link(root.join("opt")).expect("link"), climb);
+    assert!(
+        !root.join(inside).exists(),
+        "the rootfs itself gains no copy"
+    );
+}
+
+/// An executable script at `path` running `body`.
+fn script(path: &Path, body: &str) -> PathBuf {
+    fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    path.to_path_buf()
+}
+
+#[test]
+fn every_failing_step_is_named_and_leaves_no_instance() {
+    let at = tempfile::tempdir().expect("tempdir");
+    let occlum = fixtures().join("occlum");
+    let sgx_sign = fixtures().join("sgx_sign");
+    let failing_build = script(
+        &at.path().join("occlum-build-fails"),
+        &format!(
+            "[ \"$1\" = build ] && {{ echo 'Error: no space left for the SEFS image' >&2; \
+             exit 1; }}\nexec {} \"$@\"",
+            occlum.display()
+        ),
+    );
+    let junk_material = script(
+        &at.path().join("sgx-sign-junk"),
+        "while [ $# -gt 1 ]; do [ \"$1\" = -out ] && out=$2; shift; done\n\
+         printf 'not SIGSTRUCT' > \"$out\"",
+    );
+    let failing_catsig = script(
+        &at.path().join("sgx-sign-catsig-fails"),
+        &format!(
+            "[ \"$1\" = catsig ] && {{ echo 'Error: the signature does not verify' >&2; \
+             exit 1; }}\nexec {} \"$@\"",
+            sgx_sign.display()
+        ),
+    );
+    let bad_key = at.path().join("bad-key.pem");
+    fs::write(&bad_key, "not a key\n").expect("write");
+    fs::set_permissions(&bad_key, fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    type Setup = Box<dyn Fn(&mut Config)>;
+    let cases: Vec<(Setup, &[&str])> = vec![
+        (
+            Box::new(move |c| c.enclave_runtime.occlum.occlum_path = Some(failing_build.clone())),
+            &["occlum build: no space left for the SEFS image"],
+        ),
+        (
+            Box::new(move |c| c.sgx_tool_sign = Some(junk_material.clone())),
+            &[
+                "sgx_sign gendata",
+                "not the 256-byte SIGSTRUCT",
+                "sgx_tool_sign",
+            ],
+        ),
+        (
+            Box::new(move |c| c.enclave_runtime.signing_key = Some(bad_key.clone())),
+            &[
+                "sign the SGX signing material",
+                "[enclave_runtime] signing_key",
+            ],
+        ),
+        (
+            Box::new(move |c| c.sgx_tool_sign = Some(failing_catsig.clone())),
+            &["sgx_sign catsig: the signature does not verify"],
+        ),
+        (
+            Box::new(|c| c.sgx_tool_sign = Some("/nonexistent/sgx_sign".into())),
+            &["sgx_sign gendata", "cannot run /nonexistent/sgx_sign"],
+        ),
+    ];
+    for (setup, needles) in cases {
+        let mut node = node("cache = false");
+        setup(&mut node.config);
+        let root = rootfs(&at.path().join(unique_dir()));
+        let mut s = spec(&["/bin/hello"], &["PATH=/bin", "RUNE_CARRIER=occlum"]);
+        let e = run(&node, &root, &mut s).expect_err(needles[0]).to_string();
+        for needle in needles {
+            assert!(e.contains(needle), "{needle:?} in {e}");
+        }
+        assert!(
+            !root.join(INSTANCE_DIR).exists(),
+            "{e}: an instance was written"
+        );
+        assert!(
+            !env(&s).iter().any(|e| e.starts_with("ENCLAVE_")),
+            "{e}: settings added on failure"
+        );
+    }
+}
+
+fn unique_dir() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("case-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+#[test]
+fn client_mode_refuses_an_unsigned_instance() {
+    let node = node("signature_method = \"client\"");
+    let at = tempfile::tempdir().expect("tempdir");
+    let root = rootfs(at.path());
+    // Built but never signed: the unsigned LibOS is there, the signed one is not.
+    let lib = root.join(INSTANCE_DIR).join("build/lib");
+    fs::create_dir_all(&lib).expect("mkdir");
+    fs::write(lib.join("libocclum-libos.so"), "unsigned").expect("write");
+    let mut s = spec(&["/bin/hello"], &["PATH=/bin", "RUNE_CARRIER=occlum"]);
+    let e = run(&node, &root, &mut s).expect_err("unsigned").to_string();
+    assert!(
+        e.contains("no signed Occlum instance")
+            && e.contains("libocclum-libos.signed.so is missing"),
+        "{e}"
+    );
+    // A signed enclave that is a link (to the host's, say) is not the image's own file.
+    symlink(
+        "/opt/occlum/build/lib/libocclum-libos.signed.so",
+        lib.join("libocclum-libos.signed.so"),
+    )
+    .expect("symlink");
+    let mut s = spec(&["/bin/hello"], &["PATH=/bin", "RUNE_CARRIER=occlum"]);
+    let e = run(&node, &root, &mut s).expect_err("link").to_string();
+    assert!(e.contains("is not a file"), "{e}");
+    assert!(!env(&s).iter().any(|e| e.starts_with("ENCLAVE_")), "{s:?}");
+}
