@@ -11,6 +11,8 @@ mod config;
 mod error;
 mod exec;
 mod fds;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod host;
 mod init_runelet;
 pub mod launch;

@@ -7,6 +7,8 @@
 mod collect;
 mod commands;
 mod elf;
+#[cfg(test)]
+mod fuzz_tests;
 mod hash;
 mod rootfs;
 mod signer;

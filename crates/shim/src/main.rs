@@ -5,6 +5,8 @@
 mod carrier;
 mod config;
 mod events;
+#[cfg(test)]
+mod fuzz_tests;
 mod metrics;
 mod mount;
 mod oom;
