@@ -13,6 +13,9 @@
 # machine-readable line per row:
 #     BENCH <row> <a_ms> <b_ms> <ratio a/b>        (b_ms and ratio are "-" for single rows)
 # For runtime rows that is BENCH <row> <rune_ms> <runc_ms> <ratio rune/runc>, as before.
+# Then bench/containerd.sh's rows (shim memory per container, ctr run --rm through
+# containerd, the software carrier), in the same table and BENCH format; their last column
+# says what they measure (some are KiB, not ms; run-rm is a mean, not a median).
 # Nothing is asserted about the times. Exit status: 0 unless a row failed.
 #
 # Environment:
@@ -27,7 +30,11 @@
 #   ORDER=alternate|abba  alternate: a first in every round (a, b, a, b, ...); abba: b first
 #                 in even rounds, which cancels any advantage of going first or second
 #                 (default alternate)
-#   BENCH_ROWS=a,b  only the rows whose names are listed (default: all)
+#   BENCH_ROWS=a,b  only the rows whose names are listed (default: all); the names of the
+#                 containerd sections (shim-memory, run-rm, carrier) select those
+#   BENCH_CONTAINERD=0  skip the containerd rows (bench/containerd.sh: rune's shim against
+#                 runc's through a private containerd; its own variables, CTRD_SHIMS,
+#                 CTRD_RUNS, CARRIER_ROUNDS, RUNE_BIN_DIR, are described there)
 #   SKIP_DEPS=1   do not run scripts/install-deps.sh
 #   KEEP_WORKDIR=1  keep the work directory (bundles, runtime logs)
 #
@@ -313,15 +320,22 @@ export RUNE_PAL_DIRS
 [ -x "${BIN[runc]}" ] || die "no runc binary (${RUNC:-runc}): set RUNC"
 command -v jq >/dev/null || die "jq is missing"
 
-selected=()
+CTRD_SECTION_NAMES=(shim-memory run-rm carrier) # bench/containerd.sh
+selected=() ctrd_selected=()
 if [ -n "${BENCH_ROWS:-}" ]; then
     IFS=, read -r -a wanted <<<"$BENCH_ROWS"
     for w in "${wanted[@]}"; do
-        [ -n "${ROW_FN[$w]+x}" ] || die "unknown row \"$w\" (rows: ${ROW_NAMES[*]})"
-        selected+=("$w")
+        if [ -n "${ROW_FN[$w]+x}" ]; then
+            selected+=("$w")
+        elif [[ " ${CTRD_SECTION_NAMES[*]} " == *" $w "* ]]; then
+            ctrd_selected+=("$w")
+        else
+            die "unknown row \"$w\" (rows: ${ROW_NAMES[*]}; containerd: ${CTRD_SECTION_NAMES[*]})"
+        fi
     done
 else
     selected=("${ROW_NAMES[@]}")
+    [ "${BENCH_CONTAINERD:-1}" = 0 ] || ctrd_selected=("${CTRD_SECTION_NAMES[@]}")
 fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/rune-bench.XXXXXX")"
@@ -402,6 +416,17 @@ for row in "${selected[@]}"; do
     fi
 done
 
+# The containerd rows: a script of their own (a private containerd, its node set-up and its
+# clean-up); it writes its rows to a file printed below with these.
+if [ "${#ctrd_selected[@]}" -gt 0 ]; then
+    log "containerd rows: ${ctrd_selected[*]} (bench/containerd.sh)"
+    if ! CTRD_SECTIONS="$(IFS=,; echo "${ctrd_selected[*]}")" CTRD_BENCH_OUT="$WORK/results/containerd.rows" \
+        ROUNDS="$ROUNDS" WARMUP="$WARMUP" SKIP_DEPS=1 bash "$RUNE_REPO/bench/containerd.sh"; then
+        failed=1
+        log "FAILED: containerd rows"
+    fi
+fi
+
 echo
 echo "medians of wall time, $ROUNDS rounds per side; a/b = ratio; the last column says what a and b are"
 printf '%-30s %12s %12s %8s   %s\n' "row" "a ms (med)" "b ms (med)" "a/b" "a | b"
@@ -421,6 +446,12 @@ for row in "${selected[@]}"; do
     printf '%-30s %12s %12s %8s   %s | %s\n' "$row" "$a" "$b" "$r" "${ROW_A[$row]}" "${ROW_B[$row]}"
     lines+=("BENCH $slug $a $b $r")
 done
+if [ -s "$WORK/results/containerd.rows" ]; then
+    while IFS=$'\t' read -r row a b r what_a what_b; do
+        printf '%-30s %12s %12s %8s   %s | %s\n' "$row" "$a" "$b" "$r" "$what_a" "$what_b"
+        lines+=("BENCH $row $a $b $r")
+    done <"$WORK/results/containerd.rows"
+fi
 echo
 printf '%s\n' "${lines[@]}"
 exit "$failed"
