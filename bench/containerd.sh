@@ -10,7 +10,8 @@
 #                processes per container: RSS (VmRSS of /proc/PID/status) and PSS (Pss of
 #                /proc/PID/smaps_rollup: shared pages divided among the processes mapping
 #                them, so N shims of one binary share their code). Rows shim-rss-kib and
-#                shim-pss-kib (KiB per container, not ms).
+#                shim-pss-kib (KiB per container, not ms). Measured 2 s after the last request
+#                (`ctr tasks ls`), when an idle rune shim has released its code pages (trim.rs).
 #   run-rm       CTRD_RUNS `ctr run --rm` of busybox `true`, sequential, rune's shim and runc's
 #                interleaved (a, b, a, b, ...): each is create, start, wait, delete of the task
 #                and removal of the container and its snapshot. The row is the mean per
@@ -188,6 +189,8 @@ section_shim_memory() {
                 grep -E '^(Vm|Rss|Threads)' "/proc/${pids[0]}/status"
                 cat "/proc/${pids[0]}/smaps_rollup" 2>/dev/null
             } >>"$LOG"
+            # The whole map of one shim, to see where its resident set lives (KEEP_WORKDIR=1).
+            cat "/proc/${pids[0]}/smaps" >"$WORK/results/smaps.$label" 2>/dev/null
         done
     fi
     for rt in rune runc; do

@@ -1,8 +1,9 @@
 //! Publishing task events to containerd, in order, from one thread. The connection to
 //! containerd's TTRPC socket is made again when containerd restarts; an event that cannot be
-//! delivered is retried a few times and then dropped (as the runc shim does). When no event
-//! came for a second, the shim is idle: this thread closes the connection (the sync TTRPC
-//! client polls every 10 ms while connected) and releases the shim's code pages (trim.rs).
+//! delivered is retried a few times and then dropped (as the runc shim does). When neither an
+//! event nor a request came for a second, the shim is idle: this thread closes the connection
+//! (the sync TTRPC client polls every 10 ms while connected) and releases the shim's code
+//! pages (trim.rs), which a kubelet's periodic status and stats requests fault back in.
 //!
 //! Events are packed with their type names given here rather than looked up through protobuf
 //! reflection, which would build descriptor tables for every event file in each shim.
@@ -47,8 +48,12 @@ task_events!(
     TaskResumed
 );
 
-/// (topic, type name, encoded event)
-type Item = (String, &'static str, Vec<u8>);
+enum Item {
+    /// topic, type name, encoded event
+    Event(String, &'static str, Vec<u8>),
+    /// A request was served: the shim is not idle yet.
+    Activity,
+}
 
 #[derive(Clone)]
 pub struct Events {
@@ -78,12 +83,17 @@ impl Events {
         log::debug!("event {topic}");
         match event.write_to_bytes() {
             Ok(data) => {
-                if self.tx.send((topic, E::TYPE, data)).is_err() {
+                if self.tx.send(Item::Event(topic, E::TYPE, data)).is_err() {
                     log::warn!("event publisher is gone");
                 }
             }
             Err(e) => log::error!("cannot encode event {topic}: {e}"),
         }
+    }
+
+    /// Notes that a request was served, so the idle time counts from now.
+    pub fn activity(&self) {
+        let _ = self.tx.send(Item::Activity);
     }
 }
 
@@ -105,7 +115,11 @@ fn forward(address: &str, namespace: &str, rx: Receiver<Item>) {
             rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
         };
         let (topic, type_url, data) = match next {
-            Ok(item) => item,
+            Ok(Item::Event(topic, type_url, data)) => (topic, type_url, data),
+            Ok(Item::Activity) => {
+                busy = true;
+                continue;
+            }
             Err(RecvTimeoutError::Timeout) => {
                 if busy {
                     // The TTRPC client's receiver thread wakes every 10 ms while connected:

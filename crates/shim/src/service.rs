@@ -1157,12 +1157,23 @@ pub struct TaskService {
     shared: Arc<Shared>,
 }
 
+/// Tells the event thread, once a request has been answered, that the shim was busy (events.rs
+/// releases the shim's code pages only after a quiet second).
+struct Served<'a>(&'a Events);
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        self.0.activity();
+    }
+}
+
 impl Task for TaskService {
     fn state(
         &self,
         _ctx: &TtrpcContext,
         req: api::StateRequest,
     ) -> TtrpcResult<api::StateResponse> {
+        let _served = Served(&self.shared.events);
         self.shared.state(&req)
     }
 
@@ -1171,6 +1182,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::CreateTaskRequest,
     ) -> TtrpcResult<api::CreateTaskResponse> {
+        let _served = Served(&self.shared.events);
         let pid = self.shared.create(&req)?;
         Ok(api::CreateTaskResponse {
             pid,
@@ -1183,6 +1195,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
+        let _served = Served(&self.shared.events);
         let pid = self.shared.start(&req)?;
         Ok(api::StartResponse {
             pid,
@@ -1195,18 +1208,22 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
+        let _served = Served(&self.shared.events);
         self.shared.delete(&req)
     }
 
     fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+        let _served = Served(&self.shared.events);
         self.shared.pids(&req.id)
     }
 
     fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<Empty> {
+        let _served = Served(&self.shared.events);
         self.shared.pause(&req.id).map(|()| Empty::new())
     }
 
     fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<Empty> {
+        let _served = Served(&self.shared.events);
         self.shared.resume(&req.id).map(|()| Empty::new())
     }
 
@@ -1215,6 +1232,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::CheckpointTaskRequest,
     ) -> TtrpcResult<Empty> {
+        let _served = Served(&self.shared.events);
         Err(status(
             Code::UNIMPLEMENTED,
             format!(
@@ -1225,14 +1243,17 @@ impl Task for TaskService {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<Empty> {
+        let _served = Served(&self.shared.events);
         self.shared.kill(&req).map(|()| Empty::new())
     }
 
     fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
+        let _served = Served(&self.shared.events);
         self.shared.exec(&req).map(|()| Empty::new())
     }
 
     fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<Empty> {
+        let _served = Served(&self.shared.events);
         let c = self.shared.get(&req.id)?;
         let procs = c.lock();
         let p = procs
@@ -1250,6 +1271,7 @@ impl Task for TaskService {
     }
 
     fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<Empty> {
+        let _served = Served(&self.shared.events);
         let c = self.shared.get(&req.id)?;
         let mut procs = c.lock();
         let p = procs
@@ -1262,6 +1284,7 @@ impl Task for TaskService {
     }
 
     fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
+        let _served = Served(&self.shared.events);
         let c = self.shared.get(&req.id)?;
         let resources = req
             .resources
@@ -1279,6 +1302,7 @@ impl Task for TaskService {
     }
 
     fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+        let _served = Served(&self.shared.events);
         self.shared.wait(&req.id, &req.exec_id)
     }
 
@@ -1287,6 +1311,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::StatsRequest,
     ) -> TtrpcResult<api::StatsResponse> {
+        let _served = Served(&self.shared.events);
         let c = self.shared.get(&req.id)?;
         let pid = {
             let procs = c.lock();
@@ -1311,6 +1336,7 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::ConnectRequest,
     ) -> TtrpcResult<api::ConnectResponse> {
+        let _served = Served(&self.shared.events);
         let task_pid = self
             .shared
             .container(&req.id)
@@ -1325,6 +1351,7 @@ impl Task for TaskService {
     }
 
     fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<Empty> {
+        let _served = Served(&self.shared.events);
         if !lock(&self.shared.containers).is_empty() {
             return Ok(Empty::new());
         }
