@@ -14,6 +14,11 @@
 #                                  the first time; cached under target/test-cache)
 #   SKIP_DEPS=1                    skip scripts/install-deps.sh
 #   KEEP_WORKDIR=1                 keep the work directory (node set-up, containerd log)
+#
+# Ctrl-C (SIGINT), SIGTERM or SIGHUP stop it cleanly: rune-cri gets the signal and removes
+# its pod through containerd, which terminal signals do not reach (a session of its own);
+# then the script stops containerd, removes what the run made, says it was interrupted and
+# exits with 128 + the signal's number (130, 143, 129).
 set -euo pipefail
 shopt -s inherit_errexit
 # shellcheck source=scripts/lib/common.sh
@@ -24,6 +29,67 @@ shopt -s inherit_errexit
 . "$RUNE_REPO/scripts/lib/containerd.sh"
 # shellcheck source=scripts/lib/python-rootfs.sh
 . "$RUNE_REPO/scripts/lib/python-rootfs.sh"
+
+# Interruption. bash runs no trap while a foreground command runs, and none at all for a
+# SIGINT that the command handled itself and survived (as rune-cri does: it removes its pod
+# first). So the commands that talk to containerd run through run_child, in the background
+# while the script waits for them: the trap then runs at once, records the signal, passes it
+# on to the command (which may not have had it: `kill PID` of the script alone) and lets it
+# finish; the script stops after it. At any other moment the trap exits straight away.
+interrupted=0 # 128 + the number of the signal that interrupted the run, or 0
+child=""      # the command run_child is waiting for
+on_signal() {
+    interrupted=$((128 + $(kill -l "$1")))
+    if [ -n "$child" ]; then
+        kill -s "$1" "$child" 2>/dev/null || true
+    else
+        exit "$interrupted"
+    fi
+}
+for sig in INT TERM HUP; do
+    # shellcheck disable=SC2064 # $sig now
+    trap "on_signal $sig" "$sig"
+done
+
+# run_child CMD ARG...: run the program CMD (not a function), wait for it; its exit status.
+run_child() {
+    local rc=0
+    # bash would start a background command with SIGINT ignored: given back its default
+    (
+        trap - INT TERM HUP
+        exec "$@"
+    ) &
+    child=$!
+    # wait returns early when a trapped signal arrives: wait again until CMD has finished
+    while kill -0 "$child" 2>/dev/null; do
+        wait "$child" || true
+    done
+    wait "$child" || rc=$? # its status, which bash keeps
+    child=""
+    return "$rc"
+}
+
+work="" # the work directory, once made
+cleanup() {
+    local rc=$?
+    # nothing interrupts the clean-up (its commands inherit the ignoring, and have timeouts)
+    trap '' INT TERM HUP
+    [ "$interrupted" -eq 0 ] || rc=$interrupted
+    containerd_stop
+    if [ -z "$work" ]; then
+        :
+    elif [ "${KEEP_WORKDIR:-0}" = 1 ]; then
+        log "work directory kept: $work"
+    else
+        rm -rf "$work"
+    fi
+    if [ "$interrupted" -ne 0 ]; then
+        printf 'interrupted (SIG%s): the demo stopped and removed what it had started\n' \
+            "$(kill -l "$interrupted")" >&2 || true
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
 
 require_root "the demo"
 demo_image="${DEMO_IMAGE:-busybox}"
@@ -43,18 +109,6 @@ for f in rune containerd-shim-rune-v2 rune-enclave libliberpal_software.so rune-
 done
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/rune-demo.XXXXXX")"
-cleanup() {
-    local rc=$?
-    containerd_stop
-    if [ "${KEEP_WORKDIR:-0}" = 1 ]; then
-        log "work directory kept: $work"
-    else
-        rm -rf "$work"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # The node: what /etc/inclavare-containers and /usr/local/lib/rune hold on an installed node,
 # here private to this run. The shim signs converted images with the provider's key; the
@@ -121,16 +175,21 @@ esac
 export CTRD_NS=k8s.io CTRD_CRI_SANDBOX_IMAGE="$pause"
 containerd_start "$work/containerd"
 log "importing the images"
-ctrd_ctr images import "$pause_archive" >/dev/null
-ctrd_ctr images import "$archive" >/dev/null
+for a in "$pause_archive" "$archive"; do
+    run_child ctr --address "$CTRD_SOCK" --namespace "$CTRD_NS" images import "$a" >/dev/null ||
+        [ "$interrupted" -ne 0 ] || die "ctr images import $a failed"
+    [ "$interrupted" -eq 0 ] || exit "$interrupted"
+done
 
 log "rune-cri run --runtime-handler rune --image $image ${carrier_env[*]} -- ${workload[*]:0:2} ..."
 echo "---------------------------------------------------------------------------"
 rc=0
-"$bin/rune-cri" run --endpoint "unix://$CTRD_SOCK" --runtime-handler rune \
+run_child "$bin/rune-cri" run --endpoint "unix://$CTRD_SOCK" --runtime-handler rune \
     --image "$image" --name rune-demo "${carrier_env[@]}" \
     -- "${workload[@]}" </dev/null || rc=$?
 echo "---------------------------------------------------------------------------"
+# interrupted: no measurement; the clean-up says so and exits with the signal's status
+[ "$interrupted" -eq 0 ] || exit "$interrupted"
 # The shim logs one line per conversion, with the container id, through containerd.
 line="$(grep -o 'carrier software [a-z ]*in [0-9]* ms: measurement [0-9a-f]* signer [0-9a-f]*' \
     "$CTRD_DIR/containerd.log" | tail -n 1 || true)"
