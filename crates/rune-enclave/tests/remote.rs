@@ -163,6 +163,11 @@ fn tampering_relay(upstream: &str, tamper: Tamper) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
     let url = format!("http://{}", listener.local_addr().expect("address"));
     let upstream = upstream.to_string();
+    // Generated here, not while the client waits for an answer: an RSA-3072 key can take
+    // longer than the client's read timeout on a loaded machine.
+    if matches!(tamper, Tamper::OtherKeyThroughout) {
+        other_key();
+    }
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let _ = relay(stream, &upstream, tamper);
