@@ -11,8 +11,8 @@ use rune_cri::log::{Line, Stream};
 use rune_cri::run::{RunOptions, Session, Sink};
 use rune_cri::{Client, ExecOutput};
 
-/// Exit status for failures of rune-cri itself (as `docker run` uses), so that they are told
-/// apart from the container's own exit codes.
+/// Exit status for failures of rune-cri itself, usage errors included (as `docker run` uses),
+/// so that they are told apart from the container's own exit codes.
 const FAILURE: u8 = 125;
 
 /// Exit status when `--timeout` ran out (as timeout(1) uses).
@@ -20,8 +20,9 @@ const TIMED_OUT: u8 = 124;
 
 const RUN_HELP: &str = "\
 Exit status: the container's exit code; 124 when --timeout ran out; 125 when rune-cri
-itself failed (the runtime refused a call, the image is not on the node, ...); 128+N when
-signal N (SIGINT, SIGTERM, SIGHUP) interrupted the run. The pod is removed in every case.
+itself failed (wrong arguments, the runtime refused a call, the image is not on the node,
+...); 128+N when signal N (SIGINT, SIGTERM, SIGHUP) interrupted the run. The pod is removed
+in every case.
 
 Examples (containerd's CRI plugin with a runtime handler `rune`):
   rune-cri run --endpoint unix:///run/containerd/containerd.sock --runtime-handler rune \\
@@ -31,7 +32,14 @@ Examples (containerd's CRI plugin with a runtime handler `rune`):
       -- sleep 2";
 
 #[derive(Parser)]
-#[command(name = "rune-cri", version, about = "A kubelet-like CRI client")]
+// Bare `rune-cri` shows the help, so that the subcommands are listed rather than an error
+// about a missing one.
+#[command(
+    name = "rune-cri",
+    version,
+    about = "A kubelet-like CRI client",
+    arg_required_else_help = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -244,12 +252,17 @@ async fn run(args: RunArgs) -> Result<u8, String> {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("rune-cri: {}", first.trim_start_matches("error: "));
-            return ExitCode::from(FAILURE);
+            // clap's text whole (it names what is missing and ends with the usage), to stdout
+            // for --help and --version, to stderr for the rest. Only the status is ours: a
+            // usage error is a failure of rune-cri (125), never a container's exit code
+            // (clap's 2).
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(FAILURE)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

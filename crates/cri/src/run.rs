@@ -17,6 +17,10 @@ const RUN_LABEL: &str = "io.rune.cri/run";
 /// How long the runtime may take to answer the first call after it starts.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long clean-up waits for a container that is still starting (its StartContainer was
+/// interrupted) before giving up on removing it.
+const STARTING_WAIT: Duration = Duration::from_secs(120);
+
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     /// Pod and container name.
@@ -262,8 +266,25 @@ impl Session {
         containers.sort();
         containers.dedup();
         for id in &containers {
-            note(client.stop_container(id, grace).await);
-            note(client.remove_container(id).await);
+            // Interrupted during StartContainer, the call goes on in containerd (a carrier may
+            // still be converting the image), which refuses to remove a container that is
+            // starting: wait for the start to end, then stop and remove it.
+            let deadline = Instant::now() + STARTING_WAIT;
+            loop {
+                let stopped = client.stop_container(id, grace).await;
+                let removed = client.remove_container(id).await;
+                let starting = |r: &Result<()>| {
+                    r.as_ref()
+                        .is_err_and(|e| e.to_string().contains("starting state"))
+                };
+                if (starting(&stopped) || starting(&removed)) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+                note(stopped);
+                note(removed);
+                break;
+            }
         }
 
         let mut pods: Vec<String> = self.pod_id.iter().cloned().collect();

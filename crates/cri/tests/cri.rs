@@ -188,6 +188,9 @@ async fn software_carrier_through_cri() {
         &[
             ("RUNE_CARRIER", "software"),
             ("RUNE_SOFTWARE_ENTRYPOINTS", "/bin/cat"),
+            // CRI mounts its own /etc/hosts and /etc/resolv.conf over the image's: those are
+            // left out of the trusted files, the rest of /etc is trusted.
+            ("RUNE_SOFTWARE_TRUST", "/etc"),
         ],
     );
     spec.create_log_dir(&pod).expect("log dir");
@@ -239,6 +242,23 @@ async fn software_carrier_through_cri() {
         .await
         .expect("ExecSync");
     assert_ne!(refused.exit_code, 0, "{refused:?}");
+    let passwd = cri
+        .exec_sync(&id, &["/bin/cat", "/etc/passwd"], CALL)
+        .await
+        .expect("ExecSync");
+    assert_eq!(passwd.exit_code, 0, "{passwd:?}");
+    assert!(
+        String::from_utf8_lossy(&passwd.stdout).starts_with("root:"),
+        "{passwd:?}"
+    );
+    let hosts = cri
+        .exec_sync(&id, &["/bin/cat", "/etc/hosts"], CALL)
+        .await
+        .expect("ExecSync");
+    assert_ne!(
+        hosts.exit_code, 0,
+        "the runtime's /etc/hosts is not trusted: {hosts:?}"
+    );
 
     cri.stop_container(&id, Duration::from_secs(10))
         .await

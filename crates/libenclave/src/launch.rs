@@ -54,33 +54,86 @@ pub fn check(config: &EnclaveConfig) -> Result<(), EnclaveError> {
     {
         return Err(refuse("not a file".into()));
     }
-    let dirs = pal_dirs();
-    if !dirs.iter().any(|dir| resolved.starts_with(dir)) {
-        return Err(refuse(format!(
-            "not in a PAL directory of this node ({}); install the PAL there, or list its \
-             directory in {PAL_DIRS_ENV} in the environment of the daemon that runs rune",
-            dirs.iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+    let dirs = PalDirs::of_node(std::env::var(PAL_DIRS_ENV).ok().as_deref());
+    if !dirs.existing.iter().any(|dir| resolved.starts_with(dir)) {
+        return Err(refuse(dirs.refusal()));
     }
     Ok(())
 }
 
-fn pal_dirs() -> Vec<std::path::PathBuf> {
-    let listed = std::env::var(PAL_DIRS_ENV).ok();
-    let dirs: Vec<String> = match &listed {
-        Some(list) => list
-            .split(':')
-            .filter(|d| !d.is_empty())
-            .map(String::from)
-            .collect(),
-        None => DEFAULT_PAL_DIRS.iter().map(|d| d.to_string()).collect(),
-    };
-    dirs.iter()
-        .filter_map(|d| fs::canonicalize(d).ok())
-        .collect()
+/// The node's PAL directories: as configured, and those of them that exist (resolved).
+struct PalDirs {
+    /// Whether `RUNE_PAL_DIRS` named them, rather than the defaults.
+    from_env: bool,
+    named: Vec<String>,
+    existing: Vec<PathBuf>,
+}
+
+impl PalDirs {
+    /// From the value of `RUNE_PAL_DIRS`, if set.
+    fn of_node(listed: Option<&str>) -> PalDirs {
+        let named: Vec<String> = match listed {
+            Some(list) => list
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(String::from)
+                .collect(),
+            None => DEFAULT_PAL_DIRS.iter().map(|d| d.to_string()).collect(),
+        };
+        // A directory that does not exist holds no PAL, and resolving each one lets a PAL's
+        // resolved path be compared with it.
+        let existing = named
+            .iter()
+            .filter_map(|d| fs::canonicalize(d).ok())
+            .collect();
+        PalDirs {
+            from_env: listed.is_some(),
+            named,
+            existing,
+        }
+    }
+
+    /// Why a PAL outside them is refused, and what the node's administrator can do. With no
+    /// directory in effect a bare list would be empty, which tells nothing: then say where the
+    /// list comes from and how to set it.
+    fn refusal(&self) -> String {
+        if !self.existing.is_empty() {
+            let existing: Vec<String> = self
+                .existing
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            return format!(
+                "not in a PAL directory of this node ({}); install the PAL there, or list its \
+                 directory in {PAL_DIRS_ENV} in the environment of the daemon that runs rune",
+                existing.join(", ")
+            );
+        }
+        let how = format!(
+            "set {PAL_DIRS_ENV} to a colon-separated list of root-owned directories in the \
+             environment of the daemon that runs rune (dockerd, containerd) and install the \
+             PAL in one of them"
+        );
+        let defaults = DEFAULT_PAL_DIRS.join(", ");
+        if !self.from_env {
+            format!(
+                "no PAL directory is configured on this node: none of the default ones exists \
+                 ({defaults}); install the PAL in one of them (`make install` puts \
+                 liberpal-software.so in /usr/local/lib/rune), or {how}"
+            )
+        } else if self.named.is_empty() {
+            format!(
+                "no PAL directory is configured on this node ({PAL_DIRS_ENV} is set but lists \
+                 none); {how}, or unset it for the defaults ({defaults})"
+            )
+        } else {
+            format!(
+                "no PAL directory is configured on this node: none of those in {PAL_DIRS_ENV} \
+                 exists ({}); {how}",
+                self.named.join(", ")
+            )
+        }
+    }
 }
 
 /// What libcontainer needs to create an enclave container.
@@ -177,7 +230,91 @@ mod tests {
         assert!(check(&config(allowed.join("link.so"))).is_err());
         assert!(check(&config(allowed.join("../x/liberpal-x.so"))).is_err());
 
+        // Set but empty: nothing is allowed, and the error says how to change that rather
+        // than listing no directory.
+        std::env::set_var(PAL_DIRS_ENV, "");
+        let err = check(&config(allowed.join("liberpal-x.so")))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("()"), "{err}");
+        assert!(err.contains("no PAL directory is configured"), "{err}");
+        assert!(err.contains(&format!("set {PAL_DIRS_ENV} to")), "{err}");
+        std::env::remove_var(PAL_DIRS_ENV);
+
         let _ = fs::remove_dir_all(&allowed);
         let _ = fs::remove_dir_all(&other);
+    }
+
+    #[test]
+    fn refusal_with_no_pal_directory_says_how_to_configure_one() {
+        let how = format!(
+            "set {PAL_DIRS_ENV} to a colon-separated list of root-owned directories in the \
+             environment of the daemon that runs rune"
+        );
+
+        let empty = PalDirs::of_node(Some(":"));
+        assert!(empty.existing.is_empty());
+        let msg = empty.refusal();
+        assert!(
+            msg.starts_with(&format!(
+                "no PAL directory is configured on this node ({PAL_DIRS_ENV} is set but lists \
+                 none); {how}"
+            )),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("unset it for the defaults (/usr/local/lib/rune, "),
+            "{msg}"
+        );
+
+        let missing = PalDirs::of_node(Some("/nonexistent/rune-pal-a:/nonexistent/rune-pal-b"));
+        assert!(missing.existing.is_empty());
+        let msg = missing.refusal();
+        assert!(
+            msg.contains(&format!(
+                "none of those in {PAL_DIRS_ENV} exists (/nonexistent/rune-pal-a, \
+                 /nonexistent/rune-pal-b); {how}"
+            )),
+            "{msg}"
+        );
+
+        // Built as `of_node(None)` finds them on a node without any of the defaults (this
+        // host may have some).
+        let defaults = PalDirs {
+            from_env: false,
+            named: DEFAULT_PAL_DIRS.iter().map(|d| d.to_string()).collect(),
+            existing: Vec::new(),
+        };
+        let msg = defaults.refusal();
+        assert!(
+            msg.contains(
+                "none of the default ones exists (/usr/local/lib/rune, /usr/lib/rune, \
+                 /opt/occlum/build/lib, /usr/lib/inclavare-containers); install the PAL in one \
+                 of them"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains(&how), "{msg}");
+
+        for msg in [empty.refusal(), missing.refusal(), defaults.refusal()] {
+            assert!(!msg.contains("()"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn refusal_lists_the_existing_pal_directories() {
+        let dir = std::env::temp_dir();
+        let listed = format!("{}:/nonexistent/rune-pal-c", dir.display());
+        let dirs = PalDirs::of_node(Some(&listed));
+        let resolved = fs::canonicalize(&dir).unwrap();
+        assert_eq!(dirs.existing, std::slice::from_ref(&resolved));
+        assert_eq!(
+            dirs.refusal(),
+            format!(
+                "not in a PAL directory of this node ({}); install the PAL there, or list its \
+                 directory in {PAL_DIRS_ENV} in the environment of the daemon that runs rune",
+                resolved.display()
+            )
+        );
     }
 }
