@@ -1,7 +1,7 @@
 //! The subcommands. Measuring, signing and policy are the `enclave-image` library's; what is
 //! here is finding files, hashing them, and reading and writing the image files safely.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -14,7 +14,7 @@ use enclave_image::{
 };
 use serde_json::json;
 
-use crate::collect::Collector;
+use crate::collect::{Collected, Collector};
 use crate::hash;
 use crate::rootfs::{self, Rootfs};
 use crate::signer::Signer;
@@ -129,14 +129,44 @@ pub fn build(args: &BuildArgs) -> Result<()> {
         }
     }
 
+    let mut excluded: Vec<String> = Vec::new();
+    for path in &args.exclude {
+        let path = rootfs::normalise(path, "--exclude")?;
+        if path == "/" {
+            bail!("--exclude /: would leave every file out; exclude the mount points only");
+        }
+        if !excluded.contains(&path) {
+            excluded.push(path);
+        }
+    }
+    let mut trusted: Vec<String> = Vec::new();
+    for path in &args.trust {
+        trusted.push(rootfs::normalise(path, "--trust")?);
+    }
+    for (option, path) in entrypoints
+        .iter()
+        .map(|p| ("--entrypoint", p))
+        .chain(trusted.iter().map(|p| ("--trust", p)))
+    {
+        if let Some(x) = excluded.iter().find(|x| inside(path, x)) {
+            bail!(
+                "{option} {path}: is under --exclude {x}, whose content the runtime provides at \
+                 run time, so it cannot be trusted; name a path of the image itself"
+            );
+        }
+    }
+
     let mut collector = Collector::new(&rootfs);
     for path in &entrypoints {
         collector.entrypoint(path)?;
     }
-    for path in &args.trust {
-        collector.trust(&rootfs::normalise(path, "--trust")?)?;
+    for path in &trusted {
+        collector.trust(path)?;
     }
-    let collected = collector.finish();
+    let mut collected = collector.finish();
+    if !excluded.is_empty() {
+        leave_out(&mut collected, &excluded, &entrypoints)?;
+    }
     for warning in &collected.warnings {
         eprintln!("rune-enclave: warning: {warning}");
     }
@@ -215,6 +245,48 @@ pub fn build(args: &BuildArgs) -> Result<()> {
 
 /// The first trusted path at or beneath a writable path, with that writable path: the
 /// enclave could rewrite its own code after launch, so neither build nor verify accepts it.
+/// Whether `path` is `dir` or lies under it.
+fn inside(path: &str, dir: &str) -> bool {
+    dir == "/"
+        || path == dir
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Drops the files under an excluded path (by name or by what a symlink resolves to): a mount
+/// covers them at run time, so their digests could never match. An entrypoint resolving into
+/// one is an error, since the enclave could not start it.
+fn leave_out(collected: &mut Collected, excluded: &[String], entrypoints: &[String]) -> Result<()> {
+    let covered = |path: &str| excluded.iter().find(|x| inside(path, x));
+    for e in entrypoints {
+        if let Some(canonical) = collected.files.get(e) {
+            if let Some(x) = covered(canonical) {
+                bail!("--entrypoint {e}: resolves to {canonical}, under --exclude {x}");
+            }
+        }
+    }
+    let mut dropped = Vec::new();
+    collected.files.retain(|key, canonical| {
+        let keep = covered(key).is_none() && covered(canonical).is_none();
+        if !keep {
+            dropped.push(key.clone());
+        }
+        keep
+    });
+    let kept: HashSet<&String> = collected.files.values().collect();
+    collected
+        .sizes
+        .retain(|canonical, _| kept.contains(canonical));
+    for key in dropped {
+        collected.warnings.push(format!(
+            "{key}: left out of the trusted files (a mount point covers it at run time; the \
+             enclave cannot read it)"
+        ));
+    }
+    Ok(())
+}
+
 fn writable_trusted<'a>(
     writable: &'a [String],
     trusted: impl Iterator<Item = &'a String> + Clone,
@@ -253,7 +325,7 @@ fn load_manifest(rootfs: &Rootfs) -> Result<(Manifest, std::path::PathBuf)> {
     let path = rootfs.image_file(MANIFEST_FILE)?;
     if !path.exists() {
         bail!(
-            "{}: no manifest; run `rune-enclave build --rootfs {}` first",
+            "{}: no manifest; run `rune-enclave build --rootfs {} --entrypoint PROGRAM` first",
             path.display(),
             rootfs.host().display()
         );
@@ -517,7 +589,8 @@ pub fn verify(args: &VerifyArgs) -> Result<()> {
     let signature_path = rootfs.image_file(SIGNATURE_FILE)?;
     if !signature_path.exists() {
         bail!(
-            "{}: the image is not signed; run `rune-enclave sign` (or gen-material and attach)",
+            "{}: the image is not signed; run `rune-enclave sign --rootfs DIR --key KEY` (or \
+             gen-material and attach)",
             signature_path.display()
         );
     }

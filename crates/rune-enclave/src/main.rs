@@ -108,6 +108,10 @@ pub struct BuildArgs {
     /// Also trust this file, or every file under this directory; repeatable
     #[arg(long = "trust", value_name = "PATH")]
     pub trust: Vec<String>,
+    /// Leave this path, and everything under it, out of the trusted files: a mount point
+    /// whose content the container runtime provides at run time (e.g. /etc/hosts); repeatable
+    #[arg(long = "exclude", value_name = "PATH")]
+    pub exclude: Vec<String>,
     /// Look up an --entrypoint without `/` in these directories (colon-separated, as the
     /// workload's PATH), the way rune resolves the workload's program at run time
     #[arg(long, value_name = "PATH")]

@@ -419,7 +419,8 @@ impl Rootfs {
                 Ok(dir)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
-                "{}: no enclave image in this rootfs; run `rune-enclave build --rootfs {}` first",
+                "{}: no enclave image in this rootfs; run `rune-enclave build --rootfs {} \
+                 --entrypoint PROGRAM` first",
                 dir.display(),
                 self.host.display()
             ),

@@ -481,6 +481,86 @@ fn trusted_directories_are_walked_inside_the_rootfs() {
     assert!(err.contains("image directory"), "{err}");
 }
 
+/// `--exclude`: mount points the runtime fills at run time (CRI's /etc/hosts) are left out of
+/// a trusted directory, and cannot be trusted or started by name.
+#[test]
+fn excluded_mount_points_are_left_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rootfs = busybox_rootfs(dir.path());
+    fs::create_dir_all(rootfs.join("etc/ssl")).expect("mkdir");
+    fs::write(rootfs.join("etc/hosts"), "127.0.0.1 localhost").expect("write");
+    fs::write(rootfs.join("etc/passwd"), "root:x:0:0::/:/bin/sh").expect("write");
+    fs::write(rootfs.join("etc/ssl/cert.pem"), "cert").expect("write");
+    symlink("/etc/hosts", rootfs.join("etc/hosts.link")).expect("symlink");
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build", "--rootfs", s(&rootfs), "--entrypoint", "/bin/sh"];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+
+    let out = build(&[
+        "--trust",
+        "/etc",
+        "--exclude",
+        "/etc/hosts",
+        "--exclude",
+        "/etc/ssl/",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        trusted_keys(&rootfs),
+        ["/bin/busybox", "/bin/sh", "/etc/passwd"],
+        "{stderr}"
+    );
+    // A symlink into an excluded path goes too, and each dropped file is named.
+    for key in ["/etc/hosts", "/etc/hosts.link", "/etc/ssl/cert.pem"] {
+        assert!(
+            stderr.contains(&format!("{key}: left out of the trusted files")),
+            "{stderr}"
+        );
+    }
+
+    let err = fails(&[
+        "build",
+        "--rootfs",
+        s(&rootfs),
+        "--entrypoint",
+        "/bin/sh",
+        "--trust",
+        "/etc/hosts",
+        "--exclude",
+        "/etc/hosts",
+    ]);
+    assert!(
+        err.contains("--trust /etc/hosts: is under --exclude /etc/hosts"),
+        "{err}"
+    );
+    let err = fails(&[
+        "build",
+        "--rootfs",
+        s(&rootfs),
+        "--entrypoint",
+        "/bin/sh",
+        "--exclude",
+        "/bin",
+    ]);
+    assert!(
+        err.contains("--entrypoint /bin/sh: is under --exclude /bin"),
+        "{err}"
+    );
+    let err = fails(&[
+        "build",
+        "--rootfs",
+        s(&rootfs),
+        "--entrypoint",
+        "/bin/sh",
+        "--exclude",
+        "/",
+    ]);
+    assert!(err.contains("--exclude /"), "{err}");
+}
+
 fn trusted_keys(rootfs: &Path) -> Vec<String> {
     trusted(rootfs).keys().cloned().collect()
 }

@@ -1,10 +1,11 @@
 //! The shim's configuration file, `/etc/inclavare-containers/config.toml` (the path can be
-//! changed with `RUNE_SHIM_CONFIG`, for tests). A missing file means defaults; a file that does
-//! not parse is an error the caller reports on `Create` — the shim itself keeps running.
+//! changed with `RUNE_SHIM_CONFIG`, for tests). A missing default file means defaults; a file
+//! named by `RUNE_SHIM_CONFIG` must exist. A file that cannot be read or does not parse is an
+//! error the caller reports on `Create` — the shim itself keeps running.
 
 use std::fs;
 use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -139,7 +140,57 @@ pub struct SoftwareCarrier {
     pub policy: Option<PathBuf>,
 }
 
+/// `256M`, `1G`, `4096`: what `rune-enclave build --memory` accepts.
+pub fn valid_size(value: &str) -> bool {
+    let digits = value.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return false;
+    }
+    let unit = &value[digits..];
+    let unit = unit
+        .strip_suffix("iB")
+        .or_else(|| unit.strip_suffix('B'))
+        .or_else(|| unit.strip_suffix('i'))
+        .unwrap_or(unit);
+    matches!(unit, "" | "K" | "M" | "G" | "T")
+}
+
+/// An absolute path without `..` components, as enclave images name their files.
+pub fn valid_image_path(path: &str) -> bool {
+    path.starts_with('/') && !path.split('/').any(|c| c == "..")
+}
+
 impl SoftwareCarrier {
+    /// The checks the carrier applies to a container's `RUNE_SOFTWARE_*` variables, applied to
+    /// the node's defaults when the file is read, so that the error names the key.
+    fn validate(&self) -> Result<(), String> {
+        let section = "[enclave_runtime.software]";
+        if let Some(m) = self.memory.as_deref().filter(|m| !valid_size(m)) {
+            return Err(format!(
+                "{section} memory = {m:?}: give a size in bytes with an optional K, M, G or T \
+                 suffix, e.g. \"256M\""
+            ));
+        }
+        for (key, value) in [
+            ("max_threads", self.max_threads),
+            ("max_processes", self.max_processes),
+        ] {
+            if value == Some(0) {
+                return Err(format!(
+                    "{section} {key} = 0: give a whole number of at least 1"
+                ));
+            }
+        }
+        for p in self.writable_paths.iter().flatten() {
+            if !valid_image_path(p) {
+                return Err(format!(
+                    "{section} writable_paths: {p:?}: give absolute paths without `..`"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn enclave_runtime_path(&self) -> PathBuf {
         self.enclave_runtime_path
             .clone()
@@ -252,24 +303,40 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The file named by `RUNE_SHIM_CONFIG`, if set and non-empty.
+    fn path_from_env() -> Option<PathBuf> {
+        std::env::var_os(PATH_ENV)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    }
+
     /// The path in force: `RUNE_SHIM_CONFIG` if set and non-empty, else [`DEFAULT_PATH`].
     pub fn path() -> PathBuf {
-        match std::env::var_os(PATH_ENV) {
-            Some(p) if !p.is_empty() => PathBuf::from(p),
-            _ => PathBuf::from(DEFAULT_PATH),
+        Self::path_from_env().unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+    }
+
+    /// Reads the configuration; a missing default file gives the defaults.
+    pub fn load() -> Result<Config, ConfigError> {
+        match Self::path_from_env() {
+            Some(path) => Self::load_from(&path, true),
+            None => Self::load_from(Path::new(DEFAULT_PATH), false),
         }
     }
 
-    /// Reads the configuration; a missing file gives the defaults.
-    pub fn load() -> Result<Config, ConfigError> {
-        let path = Self::path();
-        let shown = path.display().to_string();
-        match fs::read_to_string(&path) {
+    /// Reads `path`; `named` says a user named it explicitly, so it must exist.
+    fn load_from(path: &Path, named: bool) -> Result<Config, ConfigError> {
+        let mut shown = path.display().to_string();
+        if named {
+            shown.push_str(&format!(" (named by {PATH_ENV})"));
+        }
+        match fs::read_to_string(path) {
             Ok(text) => Self::parse(&text).map_err(|message| ConfigError::Parse {
                 path: shown,
                 message,
             }),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Config::default()),
+            // Only the default file may be absent: a named file that is missing is a mistake,
+            // and the defaults would write keys and caches to the host's default paths.
+            Err(e) if e.kind() == ErrorKind::NotFound && !named => Ok(Config::default()),
             Err(source) => Err(ConfigError::Read {
                 path: shown,
                 source,
@@ -279,7 +346,10 @@ impl Config {
 
     /// Parses the text of a configuration file; the error is one line.
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
+        let config: Config =
+            toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
+        config.enclave_runtime.software.validate()?;
+        Ok(config)
     }
 
     /// The `sgx_sign` in force.
@@ -381,6 +451,50 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.log_level, Some(LogLevel::Info));
+    }
+
+    #[test]
+    fn software_defaults_are_checked_like_the_variables() {
+        for (text, needle) in [
+            (
+                "memory = \"lots\"",
+                "[enclave_runtime.software] memory = \"lots\"",
+            ),
+            (
+                "max_threads = 0",
+                "[enclave_runtime.software] max_threads = 0",
+            ),
+            (
+                "max_processes = 0",
+                "[enclave_runtime.software] max_processes = 0",
+            ),
+            ("writable_paths = [\"tmp\"]", "writable_paths: \"tmp\""),
+            ("writable_paths = [\"/a/../b\"]", "without `..`"),
+        ] {
+            let err = Config::parse(&format!("[enclave_runtime.software]\n{text}\n")).unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+            assert!(!err.contains("RUNE_SOFTWARE_"), "{text}: {err}");
+        }
+        let ok = "[enclave_runtime.software]\nmemory = \"1GiB\"\nwritable_paths = [\"/run\"]\n";
+        assert!(Config::parse(ok).is_ok());
+    }
+
+    #[test]
+    fn only_the_default_file_may_be_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("config.toml");
+        assert_eq!(
+            Config::load_from(&missing, false).unwrap(),
+            Config::default()
+        );
+        let err = Config::load_from(&missing, true).unwrap_err().to_string();
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+        assert!(err.contains("named by RUNE_SHIM_CONFIG"), "{err}");
+        fs::write(&missing, "log_level = \"debug\"\n").unwrap();
+        assert_eq!(
+            Config::load_from(&missing, true).unwrap().log_level,
+            Some(LogLevel::Debug)
+        );
     }
 
     #[test]

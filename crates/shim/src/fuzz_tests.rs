@@ -265,7 +265,7 @@ fn check_plan(spec: &Spec) -> Result<(), TestCaseError> {
                 match flag {
                     // The first --entrypoint is the program, found through PATH by the build.
                     "--entrypoint" if entrypoints == 0 => entrypoints += 1,
-                    "--entrypoint" | "--trust" | "--writable" => {
+                    "--entrypoint" | "--trust" | "--writable" | "--exclude" => {
                         prop_assert!(value.starts_with('/'), "{} {:?}", flag, value);
                         prop_assert!(!value.split('/').any(|c| c == ".."), "{} {:?}", flag, value);
                         prop_assert!(!value.contains(','), "{} {:?}", flag, value);

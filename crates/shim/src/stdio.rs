@@ -54,7 +54,17 @@ fn open_output(target: &str) -> io::Result<File> {
     }
     let path = target.strip_prefix("fifo://").unwrap_or(target);
     // Read-write: never blocks on a FIFO with no reader yet, never EPIPE.
-    OpenOptions::new().read(true).write(true).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| named(path, e))
+}
+
+/// The error with the path in it: a FIFO made by the client in a directory this shim's
+/// mount namespace does not see is the usual cause.
+fn named(path: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{path}: {e}"))
 }
 
 /// Opens the stdin FIFO without blocking; the copier waits for a writer with poll.
@@ -64,6 +74,7 @@ fn open_input(target: &str) -> io::Result<File> {
         .read(true)
         .custom_flags(OFlag::O_NONBLOCK.bits())
         .open(path)
+        .map_err(|e| named(path, e))
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {

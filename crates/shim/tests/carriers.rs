@@ -283,6 +283,11 @@ fn client_side_signing_is_verified() {
             .contains("verify the client-signed software enclave image"),
         "{o}"
     );
+    assert!(
+        o.stderr
+            .contains("its author builds and signs it into the image"),
+        "{o}"
+    );
     let _ = c.ctr(&["containers", "rm", &id]);
 
     // The signed image runs, verified, with the author's signer.

@@ -338,7 +338,12 @@ impl Containerd {
         cmd.env("PATH", path);
         match &opts.shim_config {
             Some(p) => cmd.env("RUNE_SHIM_CONFIG", p),
-            None => cmd.env("RUNE_SHIM_CONFIG", dir.join("no-such-shim-config.toml")),
+            // An empty file: the defaults, never the host's /etc/inclavare-containers.
+            None => {
+                let empty = dir.join("empty-shim-config.toml");
+                fs::write(&empty, "").expect("write an empty shim config");
+                cmd.env("RUNE_SHIM_CONFIG", empty)
+            }
         };
         for (k, v) in &opts.env {
             cmd.env(k, v);

@@ -14,6 +14,11 @@
 //! | `RUNE_SOFTWARE_MEMORY` | address-space limit per process (`256M`, `1G`) |
 //! | `RUNE_SOFTWARE_MAX_THREADS`, `RUNE_SOFTWARE_MAX_PROCESSES` | limits, at least 1 |
 //! | `RUNE_SOFTWARE_DEBUG` | `true`/`false`: mark the image a debug enclave |
+//!
+//! Mount points of the container (config.json's mounts: `/etc/hosts`, `/etc/resolv.conf` and
+//! the like under CRI, volumes) hold what the runtime provides at run time, not the image's
+//! files: a trusted path under one is refused, and the mount points under a trusted directory
+//! are left out of the trusted files (so the enclave cannot read them).
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -23,6 +28,7 @@ use oci_spec::runtime::Spec;
 use super::signing::in_config_terms;
 use super::tool::{field, identity};
 use super::{env_of, env_value, program, Carrier, CarrierError, Context, Plan, Signer};
+use crate::config::{valid_image_path, valid_size};
 
 pub struct Software;
 
@@ -46,6 +52,8 @@ struct Settings {
     path: String,
     entrypoints: Vec<String>,
     trust: Vec<String>,
+    /// Mount points under a trusted directory: `rune-enclave build --exclude`.
+    exclude: Vec<String>,
     writable: Vec<String>,
     memory: String,
     max_threads: u32,
@@ -70,7 +78,7 @@ fn list(value: &str) -> Vec<String> {
 fn absolute_paths(name: &str, value: &str) -> Result<Vec<String>, CarrierError> {
     let paths = list(value);
     for p in &paths {
-        if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
+        if !valid_image_path(p) {
             return Err(bad(
                 name,
                 value,
@@ -81,19 +89,66 @@ fn absolute_paths(name: &str, value: &str) -> Result<Vec<String>, CarrierError> 
     Ok(paths)
 }
 
-/// `256M`, `1G`, `4096`: what `rune-enclave build --memory` accepts.
-fn valid_size(value: &str) -> bool {
-    let digits = value.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 {
-        return false;
+/// rune-enclave's advice for an image without a manifest or signature names the rootfs it
+/// looked at: here a temporary task rootfs, which is not where the author should sign.
+fn unsigned_in_client_mode(e: CarrierError) -> CarrierError {
+    match e {
+        CarrierError::Tool { what, message }
+            if message.contains("no enclave image")
+                || message.contains("no manifest")
+                || message.contains("is not signed") =>
+        {
+            CarrierError::Tool {
+                what,
+                message: format!(
+                    "the image holds no signed software enclave image, which client-side \
+                     signing (signature_method = \"client\") requires: its author builds and \
+                     signs it into the image's root filesystem with `rune-enclave build` and \
+                     `rune-enclave sign` before pushing it, or the node signs it with \
+                     signature_method = \"server\" ({})",
+                    message.trim()
+                ),
+            }
+        }
+        other => other,
     }
-    let unit = &value[digits..];
-    let unit = unit
-        .strip_suffix("iB")
-        .or_else(|| unit.strip_suffix('B'))
-        .or_else(|| unit.strip_suffix('i'))
-        .unwrap_or(unit);
-    matches!(unit, "" | "K" | "M" | "G" | "T")
+}
+
+/// Whether `path` is `dir` or lies under it (both absolute, without `..`).
+fn inside(path: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    dir.is_empty()
+        || path == dir
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The container's mount points under the trusted paths, sorted (they are part of the cache
+/// key). A trusted path at or under a mount point is an error: the runtime replaces it.
+fn mounted_over(spec: &Spec, trust: &[String]) -> Result<Vec<String>, CarrierError> {
+    let mut exclude = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        let dest = m.destination().to_string_lossy();
+        let dest = dest.trim_end_matches('/');
+        if dest.is_empty() || !valid_image_path(dest) {
+            continue;
+        }
+        for t in trust {
+            if inside(t, dest) {
+                return Err(CarrierError::Setting(format!(
+                    "{TRUST}: {t} is at or under {dest}, where the container runtime mounts \
+                     its own content over the image (a mount of the container's config, such \
+                     as CRI's /etc/hosts), so it cannot be trusted; leave it out of {TRUST}"
+                )));
+            }
+            if inside(dest, t) && !exclude.iter().any(|x: &String| x == dest) {
+                exclude.push(dest.to_string());
+            }
+        }
+    }
+    exclude.sort();
+    Ok(exclude)
 }
 
 fn positive(name: &str, value: &str) -> Result<u32, CarrierError> {
@@ -115,6 +170,7 @@ fn settings(ctx: &Context, spec: &Spec) -> Result<Settings, CarrierError> {
         Some(v) => absolute_paths(TRUST, &v)?,
         None => Vec::new(),
     };
+    let exclude = mounted_over(spec, &trust)?;
     let writable = match env_value(spec, WRITABLE) {
         Some(v) => absolute_paths(WRITABLE, &v)?,
         None => defaults
@@ -160,6 +216,7 @@ fn settings(ctx: &Context, spec: &Spec) -> Result<Settings, CarrierError> {
         path,
         entrypoints,
         trust,
+        exclude,
         writable,
         memory,
         max_threads,
@@ -181,6 +238,10 @@ impl Settings {
         for t in &self.trust {
             args.push("--trust".into());
             args.push(t.into());
+        }
+        for x in &self.exclude {
+            args.push("--exclude".into());
+            args.push(x.into());
         }
         for w in &self.writable {
             args.push("--writable".into());
@@ -219,6 +280,23 @@ impl Carrier for Software {
     fn plan(&self, ctx: &Context, spec: &Spec) -> Result<Plan, CarrierError> {
         let s = settings(ctx, spec)?;
         let pal = ctx.config.enclave_runtime.software.enclave_runtime_path();
+        // A configured PAL that is not there would only fail later, inside rune, without
+        // naming the key that chose it.
+        if ctx
+            .config
+            .enclave_runtime
+            .software
+            .enclave_runtime_path
+            .is_some()
+            && !pal.is_file()
+        {
+            return Err(CarrierError::Setting(format!(
+                "enclave_runtime_path in [enclave_runtime.software] of {}: {} is not a file; \
+                 install the software PAL there or fix the key",
+                crate::config::Config::path().display(),
+                pal.display()
+            )));
+        }
         let mut inputs = vec![
             ("conversion".to_string(), CONVERSION_VERSION.to_string()),
             (
@@ -281,7 +359,8 @@ impl Carrier for Software {
         }
         let out = ctx
             .tools
-            .run("verify the client-signed software enclave image", &mut cmd)?;
+            .run("verify the client-signed software enclave image", &mut cmd)
+            .map_err(unsigned_in_client_mode)?;
         Ok(describe(&out))
     }
 }
@@ -291,7 +370,7 @@ mod tests {
     use super::*;
     use crate::carrier::Tools;
     use crate::config::Config;
-    use oci_spec::runtime::ProcessBuilder;
+    use oci_spec::runtime::{MountBuilder, ProcessBuilder};
     use std::path::Path;
 
     fn spec(args: &[&str], env: &[&str]) -> Spec {
@@ -359,6 +438,49 @@ mod tests {
         assert!(s.host_env.contains(&"PATH".to_string()));
         assert!(s.host_env.contains(&"HOME".to_string()));
         assert!(!s.host_env.iter().any(|n| n.starts_with("ENCLAVE_")));
+    }
+
+    #[test]
+    fn mount_points_are_not_trusted() {
+        let config = Config::default();
+        let mut with_mounts = spec(&["sh"], &["PATH=/bin", "RUNE_SOFTWARE_TRUST=/etc,/usr/lib"]);
+        let mut mounts = with_mounts.mounts().clone().unwrap_or_default();
+        for dest in ["/etc/resolv.conf", "/etc/hosts/", "/data"] {
+            mounts.push(
+                MountBuilder::default()
+                    .destination(dest)
+                    .typ("bind")
+                    .source("/somewhere")
+                    .build()
+                    .unwrap(),
+            );
+        }
+        with_mounts.set_mounts(Some(mounts.clone()));
+        let s = with_ctx(&config, |ctx| settings(ctx, &with_mounts)).unwrap();
+        assert_eq!(s.exclude, ["/etc/hosts", "/etc/resolv.conf"]);
+        let args: Vec<String> = s
+            .build_args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let at = args.iter().position(|a| a == "--exclude").unwrap();
+        assert_eq!(args[at + 1], "/etc/hosts");
+
+        for trust in ["/etc/hosts", "/data/x"] {
+            let mut named = spec(
+                &["sh"],
+                &["PATH=/bin", &format!("RUNE_SOFTWARE_TRUST={trust}")],
+            );
+            named.set_mounts(Some(mounts.clone()));
+            let err = with_ctx(&config, |ctx| settings(ctx, &named))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("RUNE_SOFTWARE_TRUST") && err.contains(trust),
+                "{err}"
+            );
+            assert!(err.contains("mounts its own content"), "{err}");
+        }
     }
 
     #[test]

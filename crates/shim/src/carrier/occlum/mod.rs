@@ -239,6 +239,26 @@ fn instance_of(plan: &Plan) -> Result<&Path, CarrierError> {
         .ok_or_else(|| CarrierError::Io("the occlum plan names no instance directory".into()))
 }
 
+/// The configuration keys naming the tools, for errors about a tool that cannot be run.
+const OCCLUM_KEY: &str = "occlum_path in [enclave_runtime.occlum]";
+const SGX_SIGN_KEY: &str = "sgx_tool_sign";
+
+/// Adds the shim config key naming the tool to a "cannot run" error.
+fn configured_by(key: &'static str) -> impl Fn(CarrierError) -> CarrierError {
+    move |e| match e {
+        CarrierError::Tool { what, message } if message.starts_with("cannot run ") => {
+            CarrierError::Tool {
+                what,
+                message: format!(
+                    "{message}; set {key} in {}",
+                    crate::config::Config::path().display()
+                ),
+            }
+        }
+        other => other,
+    }
+}
+
 fn tool_error(what: &str, message: String) -> CarrierError {
     CarrierError::Tool {
         what: what.to_string(),
@@ -407,10 +427,12 @@ impl Carrier for Occlum {
 
         let workspace = ctx.work.join(INSTANCE_DIR);
         private_dir(&workspace, 0o755)?;
-        ctx.tools.run(
-            "occlum init",
-            Command::new(&occlum).arg("init").current_dir(&workspace),
-        )?;
+        ctx.tools
+            .run(
+                "occlum init",
+                Command::new(&occlum).arg("init").current_dir(&workspace),
+            )
+            .map_err(configured_by(OCCLUM_KEY))?;
         let config_path = workspace.join("Occlum.json");
         fs::write(&config_path, occlum_json).map_err(|e| io("write", &config_path, e))?;
 
@@ -438,10 +460,12 @@ impl Carrier for Occlum {
             );
         }
         overlay(&occlum_files, &image, Path::new(""))?;
-        ctx.tools.run(
-            "occlum build",
-            Command::new(&occlum).arg("build").current_dir(&workspace),
-        )?;
+        ctx.tools
+            .run(
+                "occlum build",
+                Command::new(&occlum).arg("build").current_dir(&workspace),
+            )
+            .map_err(configured_by(OCCLUM_KEY))?;
 
         let unsigned = unsigned_libos(&workspace)?;
         let xml = workspace.join(ENCLAVE_XML);
@@ -460,17 +484,19 @@ impl Carrier for Occlum {
         let material = signing.join("enclave_sig.dat");
         let signature = signing.join("signature.dat");
         let public_key = signing.join("public_key.pem");
-        ctx.tools.run(
-            "sgx_sign gendata",
-            Command::new(&sgx_sign)
-                .arg("gendata")
-                .arg("-enclave")
-                .arg(&unsigned)
-                .arg("-config")
-                .arg(&xml)
-                .arg("-out")
-                .arg(&material),
-        )?;
+        ctx.tools
+            .run(
+                "sgx_sign gendata",
+                Command::new(&sgx_sign)
+                    .arg("gendata")
+                    .arg("-enclave")
+                    .arg(&unsigned)
+                    .arg("-config")
+                    .arg(&xml)
+                    .arg("-out")
+                    .arg(&material),
+            )
+            .map_err(configured_by(SGX_SIGN_KEY))?;
         let bytes = fs::read(&material).map_err(|e| {
             tool_error(
                 "sgx_sign gendata",
@@ -506,23 +532,25 @@ impl Carrier for Occlum {
         })?;
 
         let signed = workspace.join(SIGNED_LIBOS);
-        ctx.tools.run(
-            "sgx_sign catsig",
-            Command::new(&sgx_sign)
-                .arg("catsig")
-                .arg("-enclave")
-                .arg(&unsigned)
-                .arg("-config")
-                .arg(&xml)
-                .arg("-out")
-                .arg(&signed)
-                .arg("-key")
-                .arg(&public_key)
-                .arg("-sig")
-                .arg(&signature)
-                .arg("-unsigned")
-                .arg(&material),
-        )?;
+        ctx.tools
+            .run(
+                "sgx_sign catsig",
+                Command::new(&sgx_sign)
+                    .arg("catsig")
+                    .arg("-enclave")
+                    .arg(&unsigned)
+                    .arg("-config")
+                    .arg(&xml)
+                    .arg("-out")
+                    .arg(&signed)
+                    .arg("-key")
+                    .arg(&public_key)
+                    .arg("-sig")
+                    .arg(&signature)
+                    .arg("-unsigned")
+                    .arg(&material),
+            )
+            .map_err(configured_by(SGX_SIGN_KEY))?;
         if !signed.is_file() {
             return Err(tool_error(
                 "sgx_sign catsig",
