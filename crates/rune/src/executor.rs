@@ -7,7 +7,7 @@ use caps::CapSet;
 use libcontainer::workload::{
     Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
 };
-use nix::sys::signal::SigSet;
+use nix::sys::signal::{SigHandler, SigSet, Signal};
 use oci_spec::runtime::Spec;
 
 #[derive(Clone)]
@@ -45,6 +45,13 @@ impl<E: Executor + Clone + 'static> Executor for RuncParity<E> {
         // `rune exec` blocks signals before libcontainer clones the process, so that none is
         // lost; the process must not keep them blocked.
         let _ = SigSet::all().thread_unblock();
+        // A workload started by runc never inherits an ignored SIGHUP or SIGINT (runc's Go
+        // runtime takes them over to forward them, which un-ignores them), so a container run
+        // under nohup can still trap HUP. Other ignored signals stay ignored, as with runc.
+        for signal in [Signal::SIGHUP, Signal::SIGINT] {
+            // SAFETY: SIG_DFL installs no handler; this single-threaded process execs next.
+            let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        }
         self.0.exec(spec)
     }
 }
