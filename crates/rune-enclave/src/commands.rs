@@ -292,16 +292,9 @@ fn writable_trusted<'a>(
     trusted: impl Iterator<Item = &'a String> + Clone,
 ) -> Option<(&'a str, &'a str)> {
     writable.iter().find_map(|dir| {
-        let inside = |path: &&String| {
-            dir == "/"
-                || *path == dir
-                || path
-                    .strip_prefix(dir.as_str())
-                    .is_some_and(|rest| rest.starts_with('/'))
-        };
         trusted
             .clone()
-            .find(inside)
+            .find(|path| inside(path, dir))
             .map(|path| (dir.as_str(), path.as_str()))
     })
 }
